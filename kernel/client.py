@@ -1,0 +1,334 @@
+"""Python client for a running kernel: connect, restore a token, call typed facades.
+
+Usage::
+
+    from aos.kernel.client import Connection, run
+
+    async def main():
+        async with await Connection.open("unix:/path/kernel.sock") as conn:
+            kernel = await conn.restore_kernel(open(token_file).read().strip())
+            cas = await kernel.cas("demo")
+            address = await cas.put(b"hello")
+
+    run(main())
+
+Every method raises the same ``AosError`` subclasses the kernel raised
+(``StaleEpoch``, ``Revoked``, ...); a lost connection is ``KernelUnavailable``.
+All of this must run inside pycapnp's event loop: use ``run`` (or
+``capnp.run``) around your top-level coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import capnp
+
+from aos.errors import AosError, InvalidArgument, KernelUnavailable, error_from_remote
+from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp
+
+T = TypeVar("T")
+
+CHUNK = 4 << 20  # upload/read chunk size; below the kernel's default 8 MiB message limit
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a fresh asyncio loop with pycapnp's KJ loop attached."""
+    return asyncio.run(capnp.run(main))
+
+
+def translate(exc: BaseException) -> AosError:
+    if isinstance(exc, capnp.KjException):
+        if exc.type == "DISCONNECTED" or "disconnected" in (exc.description or "").lower()[:80]:
+            return KernelUnavailable(f"connection to the kernel lost: {exc.description.strip()[:200]}")
+        return error_from_remote(exc.description or "")
+    if isinstance(exc, OSError):
+        return KernelUnavailable(str(exc))
+    if isinstance(exc, AosError):
+        return exc
+    return AosError(str(exc))
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except (capnp.KjException, OSError) as exc:
+        raise translate(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class CapInfo:
+    kind: str
+    grant_id: str
+    universe: str
+    read_only: bool
+    world: str
+    send_to: str
+    receive_from: str
+    description: str
+
+    @classmethod
+    def from_wire(cls, info: Any) -> CapInfo:
+        return cls(
+            kind=str(info.kind),
+            grant_id=info.grantId,
+            universe=info.universe,
+            read_only=info.readOnly,
+            world=info.world,
+            send_to=info.sendTo,
+            receive_from=info.receiveFrom,
+            description=info.description,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    mailbox: str
+    message_id: str
+    payload: bytes
+    sent_at_ms: int
+    attempt: int
+
+
+class Connection:
+    """One Cap'n Proto connection to a kernel, starting at its Gateway."""
+
+    def __init__(self, client: Any, stream: Any, address: str) -> None:
+        self._client = client
+        self._stream = stream
+        self.address = address
+        self.gateway = client.bootstrap().cast_as(caps_capnp.Gateway)
+
+    @classmethod
+    async def open(cls, address: str, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> Connection:
+        """Connect to ``unix:PATH`` or ``tcp:HOST:PORT`` (TLS when ``tls`` is given)."""
+        kind, _, rest = address.partition(":")
+        try:
+            if kind == "unix" and rest:
+                stream = await capnp.AsyncIoStream.create_unix_connection(rest)
+            elif kind == "tcp" and ":" in rest:
+                host, _, port = rest.rpartition(":")
+                extra: dict[str, Any] = {}
+                if tls is not None:
+                    extra = {"ssl": tls, "server_hostname": server_hostname or host.strip("[]")}
+                stream = await capnp.AsyncIoStream.create_connection(host.strip("[]"), int(port), **extra)
+            else:
+                raise InvalidArgument(f"bad address {address!r}: use unix:PATH or tcp:HOST:PORT")
+        except OSError as exc:
+            raise KernelUnavailable(f"cannot reach a kernel at {address}: {exc.strerror or exc}") from None
+        client = capnp.TwoPartyClient(stream, traversal_limit_in_words=(64 << 20) // 8)
+        return cls(client, stream, address)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.gateway = None
+        self._client.close()
+
+    async def restore(self, token: str) -> tuple[Any, CapInfo]:
+        reply = await call(self.gateway.restore(token))
+        return reply.cap, CapInfo.from_wire(reply.info)
+
+    async def restore_kernel(self, token: str) -> KernelClient:
+        cap, info = await self.restore(token)
+        return KernelClient(cap.cast_as(kernel_capnp.Kernel), self)
+
+    async def restore_as(self, token: str) -> Any:
+        """Restore a token into the facade its kind calls for."""
+        cap, info = await self.restore(token)
+        facade = _FACADES[info.kind]
+        return facade(cap.cast_as(facade.interface), self)
+
+    async def save(self, facade: RemoteCap) -> str:
+        return (await call(self.gateway.save(facade.cap.cast_as(caps_capnp.Held)))).token
+
+    async def drop(self, token: str) -> None:
+        await call(self.gateway.drop(token))
+
+
+class RemoteCap:
+    interface: Any = caps_capnp.Held
+
+    def __init__(self, cap: Any, conn: Connection, revoker: Any = None) -> None:
+        self.cap = cap
+        self.conn = conn
+        self.revoker = RevokerClient(revoker, conn) if revoker is not None else None
+
+    async def info(self) -> CapInfo:
+        return CapInfo.from_wire((await call(self.cap.info())).info)
+
+    async def save(self) -> str:
+        return await self.conn.save(self)
+
+
+class RevokerClient(RemoteCap):
+    interface = caps_capnp.Revoker
+
+    async def revoke(self) -> None:
+        await call(self.cap.revoke())
+
+
+class Subscription:
+    """A journal tail or mailbox subscription; ``cancel`` or drop it to stop."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def cancel(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            await call(handle.cancel())
+
+
+class KernelClient(RemoteCap):
+    interface = kernel_capnp.Kernel
+
+    async def _mint(self, method: str, universe: str, facade: type[RemoteCap]) -> Any:
+        reply = await call(getattr(self.cap, method)(universe))
+        return facade(getattr(reply, method), self.conn, reply.revoker)
+
+    async def cas(self, universe: str) -> CasClient:
+        return await self._mint("cas", universe, CasClient)  # type: ignore[no-any-return]
+
+    async def journal(self, universe: str) -> JournalClient:
+        return await self._mint("journal", universe, JournalClient)  # type: ignore[no-any-return]
+
+    async def timers(self, universe: str) -> TimersClient:
+        return await self._mint("timers", universe, TimersClient)  # type: ignore[no-any-return]
+
+    async def mailbox(self, universe: str) -> MailboxClient:
+        return await self._mint("mailbox", universe, MailboxClient)  # type: ignore[no-any-return]
+
+    async def status(self) -> dict[str, Any]:
+        status = (await call(self.cap.status())).status
+        return status.to_dict()  # type: ignore[no-any-return]
+
+
+class CasClient(RemoteCap):
+    interface = cas_capnp.Cas
+
+    async def put(self, data: bytes) -> str:
+        """Store bytes of any size (chunked above ``CHUNK``); returns ``sha256:<hex>``."""
+        if len(data) <= CHUNK:
+            return (await call(self.cap.put(data))).hash  # type: ignore[no-any-return]
+        writer = (await call(self.cap.upload())).writer
+        view = memoryview(data)
+        for start in range(0, len(data), CHUNK):
+            await call(writer.write(bytes(view[start : start + CHUNK])))
+        return (await call(writer.commit(""))).hash  # type: ignore[no-any-return]
+
+    async def get(self, address: str) -> bytes:
+        """Read a whole blob of any size (chunked when it exceeds one message)."""
+        size = await self.stat(address)
+        if size <= CHUNK:
+            return (await call(self.cap.get(address))).data  # type: ignore[no-any-return]
+        parts = []
+        for offset in range(0, size, CHUNK):
+            parts.append((await call(self.cap.read(address, offset, CHUNK))).data)
+        return b"".join(parts)
+
+    async def has(self, address: str) -> bool:
+        return (await call(self.cap.has(address))).present  # type: ignore[no-any-return]
+
+    async def stat(self, address: str) -> int:
+        return (await call(self.cap.stat(address))).size  # type: ignore[no-any-return]
+
+    async def read_only(self) -> CasClient:
+        reply = await call(self.cap.readOnly())
+        return CasClient(reply.cas, self.conn, reply.revoker)
+
+
+class _JournalPusher(journal_capnp.JournalSubscriber.Server):  # type: ignore[misc,name-defined]
+    def __init__(self, callback: Callable[[int, list[bytes]], Awaitable[None]]) -> None:
+        self._callback = callback
+
+    async def push(self, seq: int, records: Any, _context: Any, **kwargs: Any) -> None:
+        await self._callback(seq, [bytes(r) for r in records])
+
+
+class JournalClient(RemoteCap):
+    interface = journal_capnp.Journal
+
+    async def append(self, world: str, expected_seq: int, epoch: int, records: list[bytes]) -> int:
+        return (await call(self.cap.append(world, expected_seq, epoch, records))).seq  # type: ignore[no-any-return]
+
+    async def read(self, world: str, from_seq: int = 0, limit: int = 0) -> tuple[list[bytes], int]:
+        reply = await call(self.cap.read(world, from_seq, limit))
+        return [bytes(r) for r in reply.records], reply.nextSeq
+
+    async def head(self, world: str) -> tuple[int, int]:
+        reply = await call(self.cap.head(world))
+        return reply.nextSeq, reply.epoch
+
+    async def fence(self, world: str, epoch: int) -> int:
+        return (await call(self.cap.fence(world, epoch))).nextSeq  # type: ignore[no-any-return]
+
+    async def list(self, after: str = "", limit: int = 0) -> list[str]:
+        return list((await call(self.cap.list(after, limit))).worlds)
+
+    async def tail(self, world: str, from_seq: int, on_records: Callable[[int, list[bytes]], Awaitable[None]]) -> Subscription:
+        reply = await call(self.cap.tail(world, from_seq, _JournalPusher(on_records)))
+        return Subscription(reply.handle)
+
+    async def restrict(self, world: str = "", read_only: bool = False) -> JournalClient:
+        reply = await call(self.cap.restrict(world, read_only))
+        return JournalClient(reply.journal, self.conn, reply.revoker)
+
+
+class TimersClient(RemoteCap):
+    interface = timers_capnp.Timers
+
+    async def schedule(self, deliver_at_ms: int, key: str, payload: bytes, target: str) -> None:
+        await call(self.cap.schedule(deliver_at_ms, key, payload, target))
+
+    async def cancel(self, key: str) -> bool:
+        return (await call(self.cap.cancel(key))).cancelled  # type: ignore[no-any-return]
+
+    async def pending(self, limit: int = 0) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in (await call(self.cap.pending(limit))).timers]
+
+
+class _MailDeliverer(mailbox_capnp.MailboxSubscriber.Server):  # type: ignore[misc,name-defined]
+    def __init__(self, callback: Callable[[list[Message]], Awaitable[None]]) -> None:
+        self._callback = callback
+
+    async def deliver(self, messages: Any, _context: Any, **kwargs: Any) -> None:
+        await self._callback(
+            [Message(m.mailbox, m.messageId, bytes(m.payload), m.sentAtMs, m.attempt) for m in messages]
+        )
+
+
+class MailboxClient(RemoteCap):
+    interface = mailbox_capnp.Mailbox
+
+    async def send(self, to: str, message_id: str, payload: bytes) -> bool:
+        return (await call(self.cap.send(to, message_id, payload))).accepted  # type: ignore[no-any-return]
+
+    async def subscribe(self, mailbox: str, on_messages: Callable[[list[Message]], Awaitable[None]]) -> Subscription:
+        reply = await call(self.cap.subscribe(mailbox, _MailDeliverer(on_messages)))
+        return Subscription(reply.handle)
+
+    async def attenuate(self, send_to: str, receive_from: str) -> MailboxClient:
+        reply = await call(self.cap.attenuate(send_to, receive_from))
+        return MailboxClient(reply.mailbox, self.conn, reply.revoker)
+
+    async def pending(self, mailbox: str) -> int:
+        return (await call(self.cap.pending(mailbox))).count  # type: ignore[no-any-return]
+
+
+_FACADES: dict[str, type[RemoteCap]] = {
+    "kernel": KernelClient,
+    "cas": CasClient,
+    "journal": JournalClient,
+    "timers": TimersClient,
+    "mailbox": MailboxClient,
+    "revoker": RevokerClient,
+}

@@ -1,0 +1,59 @@
+"""Kernel configuration: one dataclass, documented fields, ``AOS_`` environment overrides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "aos", "kernel")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Hard limits the kernel enforces on every caller (reported by ``Kernel.status``)."""
+
+    max_message_bytes: int = 8 << 20  # largest Data in one call
+    max_blob_bytes: int = 1 << 30  # largest blob via chunked upload
+    max_records_per_append: int = 4096
+    max_records_per_read: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    """Everything ``aos-kernel`` needs to start.
+
+    data_dir: RocksDB, the lock file and ``admin.token`` live here (``AOS_DATA``).
+    listen: addresses to serve, ``unix:PATH`` or ``tcp:HOST:PORT`` (``AOS_LISTEN``, comma-separated).
+    health: ``HOST:PORT`` for the gRPC health service, ``""`` to disable (``AOS_HEALTH``).
+    tls_cert / tls_key: PEM files; when both are set, every TCP listener speaks TLS.
+    """
+
+    data_dir: str = field(default_factory=default_data_dir)
+    listen: tuple[str, ...] = ()
+    health: str = "127.0.0.1:0"
+    tls_cert: str = ""
+    tls_key: str = ""
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def default_socket(self) -> str:
+        return "unix:" + os.path.join(self.data_dir, "kernel.sock")
+
+    @property
+    def listen_or_default(self) -> tuple[str, ...]:
+        return self.listen or (self.default_socket,)
+
+
+def from_env(**overrides: object) -> KernelConfig:
+    values: dict[str, object] = {}
+    if "AOS_DATA" in os.environ:
+        values["data_dir"] = os.environ["AOS_DATA"]
+    if os.environ.get("AOS_LISTEN"):
+        values["listen"] = tuple(a for a in os.environ["AOS_LISTEN"].split(",") if a)
+    if "AOS_HEALTH" in os.environ:
+        values["health"] = os.environ["AOS_HEALTH"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return KernelConfig(**values)  # type: ignore[arg-type]

@@ -1,0 +1,44 @@
+@0xb1603beab9c7f7de;
+# The admin capability of one aos-kernel. The kernel writes a token for it to
+# `<data dir>/admin.token` (mode 0600) on first start; restore that token
+# through the Gateway (caps.capnp) to get a Kernel. Errors travel as
+# described in caps.capnp (`aos.<Code>: message`).
+
+$import "/capnp/c++.capnp".namespace("aos::rpc");
+using Caps = import "caps.capnp";
+using import "cas.capnp".Cas;
+using import "journal.capnp".Journal;
+using import "timers.capnp".Timers;
+using import "mailbox.capnp".Mailbox;
+
+interface Kernel extends(Caps.Held) {
+  # Each mint returns a fresh capability for one universe (universe ids are
+  # 1-128 characters from [A-Za-z0-9._:-]; universes need no creation) and a
+  # revoker for it. Errors for all mints: InvalidArgument (bad universe id).
+
+  cas @0 (universe :Text) -> (cas :Cas, revoker :Caps.Revoker);
+  journal @1 (universe :Text) -> (journal :Journal, revoker :Caps.Revoker);
+  timers @2 (universe :Text) -> (timers :Timers, revoker :Caps.Revoker);
+  mailbox @3 (universe :Text) -> (mailbox :Mailbox, revoker :Caps.Revoker);
+
+  status @4 () -> (status :KernelStatus);
+  # A snapshot of the kernel's state and limits. Errors: none.
+}
+
+struct KernelStatus {
+  version @0 :Text;
+  startedAtMs @1 :Int64;
+  dataDir @2 :Text;
+  connections @3 :UInt32;       # open client connections
+  worlds @4 :UInt64;            # journals across all universes
+  commitTurns @5 :UInt64;       # synced group-commit writes since start
+  committedRecords @6 :UInt64;  # journal records committed since start
+  limits @7 :Limits;
+}
+
+struct Limits {
+  maxMessageBytes @0 :UInt64;      # largest Data in one call
+  maxBlobBytes @1 :UInt64;         # largest blob via upload
+  maxRecordsPerAppend @2 :UInt32;
+  maxRecordsPerRead @3 :UInt32;
+}
