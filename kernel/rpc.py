@@ -31,7 +31,11 @@ _WIRE_TYPES: dict[str, type[WireError]] = {}
 
 
 def to_wire(error: AosError) -> WireError:
-    """An exception pycapnp renders as exactly ``aos.<Code>: <message>``."""
+    """An exception whose wire description contains ``aos.<Code>: <message>``.
+
+    pycapnp prefixes it (``remote exception: message = ``) and appends a
+    newline; clients search for ``aos.`` as caps.capnp documents.
+    """
     cls = _WIRE_TYPES.get(error.code)
     if cls is None:
         cls = _WIRE_TYPES[error.code] = type(error.code, (WireError,), {"__module__": "aos"})

@@ -1,0 +1,233 @@
+"""``aos``: talk to a running kernel from the command line.
+
+    aos status
+    aos cas put FILE|-            aos cas get HASH [-o FILE]
+    aos journal append WORLD TEXT...   aos journal read WORLD   aos journal tail WORLD
+    aos journal ls
+    aos demo                      start a kernel on embedded defaults and show it working
+
+Global options pick the kernel (``--connect``, ``$AOS_CONNECT``), the token
+(``--token-file``, default the local kernel's admin token) and the universe.
+Output is for people; ``--json`` prints one JSON document for programs.
+Errors are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from aos.errors import AosError
+from aos.kernel.config import default_data_dir
+
+
+def _default_connect() -> str:
+    return os.environ.get("AOS_CONNECT") or "unix:" + os.path.join(os.environ.get("AOS_DATA") or default_data_dir(), "kernel.sock")
+
+
+def _default_token_file() -> str:
+    return os.environ.get("AOS_TOKEN_FILE") or os.path.join(os.environ.get("AOS_DATA") or default_data_dir(), "admin.token")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aos", description="Command-line client for an AOS kernel.")
+    parser.add_argument("--connect", default=None, metavar="ADDR", help="kernel address (default: the local kernel)")
+    parser.add_argument("--token-file", default=None, metavar="FILE", help="token to restore (default: local admin token)")
+    parser.add_argument("--universe", "-u", default=os.environ.get("AOS_UNIVERSE", "default"))
+    parser.add_argument("--json", action="store_true", help="print JSON for programs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("status", help="kernel status and limits")
+    sub.add_parser("demo", help="start a kernel on embedded defaults and exercise it")
+
+    cas = sub.add_parser("cas", help="content-addressed blobs").add_subparsers(dest="action", required=True)
+    put = cas.add_parser("put", help="store a file (or - for stdin)")
+    put.add_argument("file")
+    get = cas.add_parser("get", help="read a blob")
+    get.add_argument("hash")
+    get.add_argument("-o", "--output", help="write to FILE instead of stdout")
+
+    journal = sub.add_parser("journal", help="world journals").add_subparsers(dest="action", required=True)
+    append = journal.add_parser("append", help="append text records")
+    append.add_argument("world")
+    append.add_argument("records", nargs="+")
+    append.add_argument("--epoch", type=int, default=0)
+    read = journal.add_parser("read", help="read records")
+    read.add_argument("world")
+    read.add_argument("--from", dest="from_seq", type=int, default=0)
+    read.add_argument("--limit", type=int, default=100)
+    tail = journal.add_parser("tail", help="follow new records until Ctrl-C")
+    tail.add_argument("world")
+    tail.add_argument("--from", dest="from_seq", type=int, default=None)
+    journal.add_parser("ls", help="list worlds")
+    return parser
+
+
+def _show(record: bytes) -> str:
+    try:
+        return record.decode()
+    except UnicodeDecodeError:
+        return f"<{len(record)} bytes>"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+async def _run(args: argparse.Namespace) -> Any:
+    from aos.kernel.client import Connection
+
+    connect = args.connect or _default_connect()
+    token_file = args.token_file or _default_token_file()
+    try:
+        with open(token_file) as f:
+            token = f.read().strip()
+    except OSError as exc:
+        raise AosError(f"cannot read token file {token_file}: {exc.strerror}; is a kernel running? (aos-kernel)") from None
+    async with await Connection.open(connect) as conn:
+        admin = await conn.restore_kernel(token)
+        if args.command == "status":
+            return await admin.status()
+        if args.command == "cas":
+            cas = await admin.cas(args.universe)
+            if args.action == "put":
+                data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+                return {"hash": await cas.put(data), "size": len(data)}
+            data = await cas.get(args.hash)
+            if args.output:
+                with open(args.output, "wb") as f:
+                    f.write(data)
+                return {"hash": args.hash, "size": len(data), "file": args.output}
+            sys.stdout.buffer.write(data)
+            return None
+        journal = await admin.journal(args.universe)
+        if args.action == "ls":
+            return {"worlds": await journal.list()}
+        if args.action == "append":
+            try:
+                next_seq, epoch = await journal.head(args.world)
+            except AosError:
+                next_seq, epoch = 0, 0
+            records = [r.encode() for r in args.records]
+            seq = await journal.append(args.world, next_seq, max(epoch, args.epoch), records)
+            return {"world": args.world, "seq": seq, "count": len(records)}
+        if args.action == "read":
+            records, next_seq = await journal.read(args.world, args.from_seq, args.limit)
+            return {"world": args.world, "records": [{"seq": args.from_seq + i, "data": _show(r)} for i, r in enumerate(records)], "nextSeq": next_seq}
+        # tail
+        start = args.from_seq if args.from_seq is not None else (await journal.head(args.world))[0]
+        done = asyncio.Event()
+
+        async def on_records(seq: int, records: list[bytes]) -> None:
+            for i, record in enumerate(records):
+                line = json.dumps({"seq": seq + i, "data": _show(record)}) if args.json else f"{seq + i:>8}  {_show(record)}"
+                print(line, flush=True)
+
+        subscription = await journal.tail(args.world, start, on_records)
+        try:
+            await done.wait()
+        finally:
+            del subscription
+        return None
+
+
+def _print(args: argparse.Namespace, result: Any) -> None:
+    if result is None:
+        return
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return
+    if args.command == "status":
+        limits = result["limits"]
+        print(f"aos-kernel {result['version']}  data {result['dataDir']}")
+        print(f"connections {result['connections']}  worlds {result['worlds']}  "
+              f"commits {result['commitTurns']} ({result['committedRecords']} records)")
+        print(f"limits: message {human_size(limits['maxMessageBytes'])}, blob {human_size(limits['maxBlobBytes'])}, "
+              f"{limits['maxRecordsPerAppend']} records/append")
+    elif "hash" in result:
+        print(f"{result['hash']}  {human_size(result['size'])}")
+    elif "records" in result:
+        for record in result["records"]:
+            print(f"{record['seq']:>8}  {record['data']}")
+        print(f"(next seq {result['nextSeq']})")
+    elif "worlds" in result:
+        print("\n".join(result["worlds"]) or "(no worlds)")
+    elif "seq" in result:
+        print(f"appended {result['count']} record(s) to {result['world']} at seq {result['seq']}")
+
+
+def demo() -> int:
+    """Start a kernel on embedded defaults in a scratch directory and exercise it."""
+    from aos.kernel.client import Connection, run
+    from aos.testing import KernelProcess
+
+    scratch = tempfile.mkdtemp(prefix="aos-demo-")
+    print(f"starting aos-kernel (data {scratch}) ...", flush=True)
+    kernel = KernelProcess(scratch).start()
+    for line in kernel.output:
+        print("  | " + line)
+
+    async def walk() -> None:
+        async with await Connection.open(kernel.address) as conn:
+            admin = await conn.restore_kernel(kernel.admin_token)
+            cas = await admin.cas("demo")
+            address = await cas.put(b"hello, worlds")
+            print(f"cas put     -> {address}")
+            print(f"cas get     -> {(await cas.get(address)).decode()!r} (verified against its hash)")
+            journal = await admin.journal("demo")
+            seq = await journal.append("counter", 0, 1, [b"+1", b"+1", b"+1"])
+            records, next_seq = await journal.read("counter")
+            print(f"journal     -> appended 3 records at seq {seq}; read back {[r.decode() for r in records]}")
+            try:
+                await journal.append("counter", 0, 1, [b"+1"])
+            except AosError as exc:
+                print(f"stale write -> refused: {type(exc).__name__}: {exc}")
+            limited = await journal.restrict("counter", read_only=True)
+            token = await limited.save()
+            print(f"attenuate   -> read-only cap for world 'counter' saved as a token ({len(token)} chars)")
+            await limited.revoker.revoke()
+            try:
+                await (await conn.restore_as(token)).read("counter")
+            except AosError as exc:
+                print(f"revoke      -> token now fails: {type(exc).__name__}")
+            status = await admin.status()
+            print(f"status      -> {status['worlds']} world(s), {status['commitTurns']} synced group commits")
+
+    try:
+        run(walk())
+    finally:
+        code = kernel.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"kernel stopped (exit {code}). Run your own with: aos-kernel --data DIR", flush=True)
+    return 0 if code == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        sys.exit(demo())
+    from aos.kernel.client import run
+
+    try:
+        result = run(_run(args))
+    except AosError as exc:
+        print(f"aos: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    _print(args, result)
+
+
+if __name__ == "__main__":
+    main()
