@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", default=None, metavar="FILE", help="token to restore (default: local admin token)")
     parser.add_argument("--universe", "-u", default=os.environ.get("AOS_UNIVERSE", "default"))
     parser.add_argument("--json", action="store_true", help="print JSON for programs")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # --json is also accepted after the subcommand; SUPPRESS keeps the global value otherwise
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for programs")
+    sub = _Subparsers(parser.add_subparsers(dest="command", required=True), common)
 
     sub.add_parser("status", help="kernel status and limits")
     sub.add_parser("demo", help="start a kernel on embedded defaults and exercise it")
@@ -69,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Subparsers:
+    """add_parser that gives every (sub)command the common options."""
+
+    def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
+        self._action = action
+        self._common = common
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        parser = self._action.add_parser(name, parents=[self._common], **kwargs)
+        original = parser.add_subparsers
+
+        def add_subparsers(**sub_kwargs: Any) -> _Subparsers:
+            return _Subparsers(original(**sub_kwargs), self._common)
+
+        parser.add_subparsers = add_subparsers  # type: ignore[method-assign]
+        return parser
+
+
 def _show(record: bytes) -> str:
     try:
         return record.decode()
@@ -94,7 +115,7 @@ async def _run(args: argparse.Namespace) -> Any:
         with open(token_file) as f:
             token = f.read().strip()
     except OSError as exc:
-        raise AosError(f"cannot read token file {token_file}: {exc.strerror}; is a kernel running? (aos-kernel)") from None
+        raise AosError(f"cannot read token file {token_file}: {exc.strerror}; is aos-kernel running?") from None
     async with await Connection.open(connect) as conn:
         admin = await conn.restore_kernel(token)
         if args.command == "status":
@@ -226,7 +247,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    _print(args, result)
+    try:
+        _print(args, result)
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) left; that is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

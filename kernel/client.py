@@ -36,8 +36,18 @@ T = TypeVar("T")
 CHUNK = 4 << 20  # upload/read chunk size; below the kernel's default 8 MiB message limit
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on a fresh asyncio loop with pycapnp's KJ loop attached."""
+def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = False) -> T:
+    """Run a coroutine on a fresh event loop with pycapnp's KJ loop attached.
+
+    ``use_uvloop`` runs it on uvloop instead of the stock asyncio loop. That is
+    safe for processes that are only Cap'n Proto *clients* (a pycapnp server on
+    uvloop segfaults here, so the kernel never uses it); see bench/ for what it
+    buys.
+    """
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(capnp.run(main))
     return asyncio.run(capnp.run(main))
 
 
