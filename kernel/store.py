@@ -25,7 +25,7 @@ from aos.errors import DataDirLocked, KernelError
 
 log = logging.getLogger("aos.kernel.store")
 
-COLUMN_FAMILIES = ("cas", "journal", "heads", "grants", "tokens", "timers", "mail", "maildedup", "meta")
+COLUMN_FAMILIES = ("cas", "journal", "heads", "grants", "tokens", "timers", "mail", "maildedup", "worlds", "meta")
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,15 @@ class JournalStore:
     def exists(self, universe: str, world: str) -> bool:
         return self._head(key(universe, world)) is not None
 
-    async def append(self, universe: str, world: str, expected_seq: int, epoch: int, records: list[bytes]) -> int:
+    def prepare_append(
+        self, universe: str, world: str, expected_seq: int, epoch: int, records: list[bytes]
+    ) -> tuple[int, list[Op]]:
+        """Validate and reserve sequence numbers now; return the first seq and the ops to commit.
+
+        The reservation is immediate, so a writer may prepare its next append
+        before this one is durable (pipelining); ``finish_append`` must follow
+        the commit of the returned ops.
+        """
         if not records:
             raise InvalidArgument("append needs at least one record")
         world_key = key(universe, world)
@@ -73,11 +81,21 @@ class JournalStore:
         head.epoch = epoch
         ops = [Op("journal", seq_key(world_key, first + i), record) for i, record in enumerate(records)]
         ops.append(Op("heads", world_key, _HEAD.pack(head.next_seq, epoch)))
-        await self._committer.commit(ops)
+        return first, ops
+
+    def finish_append(self, universe: str, world: str, first: int, count: int) -> None:
+        """Mark an append durable (its ops were committed) and wake the world's tails."""
+        world_key = key(universe, world)
+        head = self._heads[world_key]
         # turns complete in order, so durable only moves forward
-        head.durable = max(head.durable, first + len(records))
-        self.records_committed += len(records)
+        head.durable = max(head.durable, first + count)
+        self.records_committed += count
         self.committed.notify(world_key)
+
+    async def append(self, universe: str, world: str, expected_seq: int, epoch: int, records: list[bytes]) -> int:
+        first, ops = self.prepare_append(universe, world, expected_seq, epoch, records)
+        await self._committer.commit(ops)
+        self.finish_append(universe, world, first, len(records))
         return first
 
     async def fence(self, universe: str, world: str, epoch: int) -> int:
