@@ -1,0 +1,1 @@
+"""Trusted Python workflows that ship with the kernel (examples and tests)."""

@@ -1,0 +1,111 @@
+"""Does a grant cover an effect? Pure checks, one per capability kind.
+
+A grant covers an effect when its kind equals the effect's ``cap``, the grant
+is open to the emitting workflow, and the kind's check accepts the (already
+schema-valid) params. The first grant in name order that covers it wins, so
+the choice is deterministic and recorded on the intent. The kernel-side
+adapter must enforce the same grant again when it runs the effect (defence in
+depth); this check is what makes refusals journaled and replayable.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aos.kernel.world.manifest import EffectDef, GrantDef, Manifest
+
+Check = Callable[[GrantDef, EffectDef, Any], str | None]  # None = allowed, else why not
+
+
+def _under(path: Any, root: str) -> bool:
+    if not isinstance(path, str) or not path:
+        return False
+    root = posixpath.normpath(root)
+    full = posixpath.normpath(posixpath.join(root, path))
+    return full == root or full.startswith(root.rstrip("/") + "/")
+
+
+def _fs(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    if not isinstance(p, dict) or "path" not in p:
+        return "host.fs params need a path"
+    if not _under(p["path"], g.params["root"]):
+        return f"path {p['path']!r} is outside {g.params['root']!r}"
+    if e.writes and g.params.get("read_only"):
+        return "grant is read-only"
+    return None
+
+
+def _exec(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    if not isinstance(p, dict) or not isinstance(p.get("argv"), list) or not p["argv"]:
+        return "host.exec params need a non-empty argv"
+    allowed = g.params.get("commands")
+    if allowed is not None and p["argv"][0] not in allowed:
+        return f"command {p['argv'][0]!r} is not allowed"
+    cwd = p.get("cwd")
+    if cwd is not None and not _under(cwd, g.params["cwd"]):
+        return f"cwd {cwd!r} is outside {g.params['cwd']!r}"
+    return None
+
+
+def _http(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    url = p.get("url") if isinstance(p, dict) else None
+    if not isinstance(url, str):
+        return "http params need a url"
+    host = urlsplit(url).hostname
+    if host not in g.params["hosts"]:
+        return f"host {host!r} is not allowed"
+    return None
+
+
+def _llm(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    if not isinstance(p, dict) or p.get("provider") not in g.params["providers"]:
+        return f"provider {p.get('provider') if isinstance(p, dict) else None!r} is not allowed"
+    cap = (g.params.get("budget") or {}).get("max_tokens")
+    if cap is not None and not (isinstance(p.get("max_tokens"), int) and p["max_tokens"] <= cap):
+        return f"max_tokens must be set and at most {cap}"
+    return None
+
+
+def _portal(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    worlds = g.params.get("worlds")
+    if worlds is not None and (not isinstance(p, dict) or p.get("dest_world") not in worlds):
+        return "destination world is not allowed"
+    return None
+
+
+def _any(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "host.fs": _fs,
+    "host.exec": _exec,
+    "http": _http,
+    "llm": _llm,
+    "timer": _any,
+    "blob": _any,
+    "portal": _portal,
+}
+
+
+def find_grant(m: Manifest, workflow: str, effect: EffectDef, params: Any) -> tuple[str | None, str]:
+    """Return ``(grant_name, "")`` for the first covering grant, else
+    ``(None, reason)``."""
+    reasons: list[str] = []
+    for name in sorted(m.grants):
+        g = m.grants[name]
+        if g.cap != effect.cap:
+            continue
+        if g.workflows is not None and workflow not in g.workflows:
+            reasons.append(f"{name}: not granted to {workflow}")
+            continue
+        why = CHECKS[g.cap](g, effect, params)
+        if why is None:
+            return name, ""
+        reasons.append(f"{name}: {why}")
+    if not reasons:
+        return None, f"no {effect.cap} grant in the manifest"
+    return None, "; ".join(reasons)

@@ -1,0 +1,65 @@
+"""Build runtimes for a manifest's modules, and load a world bundle from disk.
+
+``load_runtimes`` is pure apart from compiling: the caller hands it the WASM
+bytes by artifact hash (from CAS, or from files). ``load_bundle`` is the one
+helper here that reads files: a directory with ``manifest.json`` whose wasm
+modules name a ``path`` relative to it. A bundle's manifest may leave a wasm
+module's ``hash`` as ``"auto"`` for authoring; the loader fills it in from the
+file, as AOS fills omitted artifact hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from aos.kernel.world.errors import ManifestError, ModuleLoadError
+from aos.kernel.world.manifest import Manifest, parse_manifest
+from aos.kernel.world.runtime import (
+    DEFAULT_LIMITS,
+    PythonRuntime,
+    WasmLimits,
+    WasmModuleCache,
+    WasmRuntime,
+    WorkflowRuntime,
+)
+
+
+def load_runtimes(manifest: Manifest, wasm: Mapping[str, bytes], cache: WasmModuleCache | None = None,
+                  limits: WasmLimits = DEFAULT_LIMITS) -> dict[str, WorkflowRuntime]:
+    """One runtime per module. ``wasm`` maps artifact hash to module bytes.
+    Raises ``ModuleLoadError``."""
+    cache = cache or WasmModuleCache()
+    out: dict[str, WorkflowRuntime] = {}
+    for name, m in manifest.modules.items():
+        if m.runtime == "wasm":
+            assert m.artifact_hash is not None
+            compiled = cache.module(m.artifact_hash, wasm.get(m.artifact_hash))
+            out[name] = WasmRuntime(cache.engine, compiled, limits)
+        else:
+            assert m.python_module is not None
+            out[name] = PythonRuntime(m.python_module)
+    return out
+
+
+def load_bundle(directory: str | Path) -> tuple[Manifest, dict[str, bytes]]:
+    """Read ``manifest.json`` and its wasm files. Returns the manifest and the
+    wasm bytes by hash. Raises ``ManifestError``/``ModuleLoadError``."""
+    root = Path(directory)
+    doc = json.loads((root / "manifest.json").read_text())
+    wasm: dict[str, bytes] = {}
+    for name, mod in (doc.get("modules") or {}).items():
+        if isinstance(mod, dict) and mod.get("runtime") == "wasm":
+            if "path" not in mod:
+                raise ManifestError(f"$.modules.{name}.path", "a bundle's wasm module needs a path")
+            try:
+                data = (root / mod["path"]).read_bytes()
+            except OSError as exc:
+                raise ModuleLoadError(f"{name}: cannot read {mod['path']}: {exc}") from exc
+            h = "sha256:" + hashlib.sha256(data).hexdigest()
+            if mod.get("hash", "auto") == "auto":
+                mod["hash"] = h
+            wasm[h] = data
+    return parse_manifest(doc), wasm
