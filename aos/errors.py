@@ -141,7 +141,13 @@ def error_from_remote(description: str) -> AosError:
         cls = _BY_CODE.get(code)
         if sep and cls is not None:
             # the remote side may append its own context after a newline
-            return cls(message.split("\n", 1)[0].strip())
+            text = message.split("\n", 1)[0].strip()
+            try:
+                return cls(text)
+            except TypeError:  # classes with structured constructors (e.g. a path and a message)
+                error = cls.__new__(cls)
+                Exception.__init__(error, text)
+                return error
     return KernelError(description.strip())
 
 

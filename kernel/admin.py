@@ -33,5 +33,9 @@ class KernelImpl(HeldImpl, kernel_capnp.Kernel.Server):  # type: ignore[misc,nam
         return self._mint("mailbox", universe)
 
     @remote()
+    async def worlds(self, universe: str, _context: Any, **kwargs: Any) -> Any:
+        return self._mint("worlds", universe)
+
+    @remote()
     async def status(self, _context: Any, **kwargs: Any) -> Any:
         return self.services.status()

@@ -21,6 +21,7 @@ All of this must run inside pycapnp's event loop: use ``run`` (or
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ from typing import Any, TypeVar
 import capnp
 
 from aos.errors import AosError, InvalidArgument, KernelUnavailable, error_from_remote
-from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp
+from aos.kernel.host import jsonvalue
+import aos.kernel.world.errors  # noqa: F401  (registers the world error codes for error_from_remote)
+from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp, world_capnp
 
 T = TypeVar("T")
 
@@ -217,6 +220,9 @@ class KernelClient(RemoteCap):
     async def mailbox(self, universe: str) -> MailboxClient:
         return await self._mint("mailbox", universe, MailboxClient)  # type: ignore[no-any-return]
 
+    async def worlds(self, universe: str) -> WorldsClient:
+        return await self._mint("worlds", universe, WorldsClient)  # type: ignore[no-any-return]
+
     async def status(self) -> dict[str, Any]:
         status = (await call(self.cap.status())).status
         return status.to_dict()  # type: ignore[no-any-return]
@@ -334,6 +340,72 @@ class MailboxClient(RemoteCap):
         return (await call(self.cap.pending(mailbox))).count  # type: ignore[no-any-return]
 
 
+class WorldsClient(RemoteCap):
+    interface = world_capnp.Worlds
+
+    async def create(self, manifest: dict[str, Any] | str, modules: dict[str, bytes] | None = None,
+                     world_id: str = "", name: str = "") -> tuple[WorldClient, dict[str, Any]]:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        mods = [{"hash": h, "wasm": data} for h, data in (modules or {}).items()]
+        reply = await call(self.cap.create(text, mods, world_id, name))
+        return WorldClient(reply.world, self.conn), reply.info.to_dict()
+
+    async def open(self, world_id: str) -> WorldClient:
+        return WorldClient((await call(self.cap.open(world_id))).world, self.conn)
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [w.to_dict() for w in (await call(self.cap.list())).worlds]
+
+    async def fork(self, world_id: str, new_id: str = "", name: str = "") -> tuple[WorldClient, dict[str, Any]]:
+        reply = await call(self.cap.fork(world_id, new_id, name))
+        return WorldClient(reply.world, self.conn), reply.info.to_dict()
+
+
+class _WorldWatcher(world_capnp.WorldWatcher.Server):  # type: ignore[misc,name-defined]
+    def __init__(self, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
+                 on_frame: Callable[[str, Any], Awaitable[None]] | None) -> None:
+        self._on_record = on_record
+        self._on_frame = on_frame
+
+    async def record(self, seq: int, json: str, _context: Any, **kwargs: Any) -> None:
+        await self._on_record(seq, jsonvalue.loads(json))
+
+    async def frame(self, intentHash: str, json: str, _context: Any, **kwargs: Any) -> None:
+        if self._on_frame is not None:
+            await self._on_frame(intentHash, jsonvalue.loads(json))
+
+
+class WorldClient(RemoteCap):
+    interface = world_capnp.World
+
+    async def send(self, schema: str, value: Any) -> int:
+        return (await call(self.cap.send(schema, jsonvalue.dumps(value)))).seq  # type: ignore[no-any-return]
+
+    async def state(self, workflow: str, key: Any = None) -> Any:
+        reply = await call(self.cap.state(workflow, "" if key is None else jsonvalue.dumps(key)))
+        return jsonvalue.loads(reply.value) if reply.exists else None
+
+    async def cells(self, workflow: str) -> list[Any]:
+        return jsonvalue.loads((await call(self.cap.cells(workflow))).keys)  # type: ignore[no-any-return]
+
+    async def journal(self, from_seq: int = 0, limit: int = 0) -> tuple[list[dict[str, Any]], int]:
+        reply = await call(self.cap.journal(from_seq, limit))
+        return [jsonvalue.loads(r) for r in reply.records], reply.nextSeq
+
+    async def tail(self, from_seq: int, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
+                   on_frame: Callable[[str, Any], Awaitable[None]] | None = None) -> Subscription:
+        reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame)))
+        return Subscription(reply.handle)
+
+    async def snapshot(self) -> tuple[str, int]:
+        reply = await call(self.cap.snapshot())
+        return reply.address, reply.seq
+
+    async def describe(self) -> tuple[dict[str, Any], list[str]]:
+        reply = await call(self.cap.describe())
+        return reply.info.to_dict(), list(reply.traps)
+
+
 _FACADES: dict[str, type[RemoteCap]] = {
     "kernel": KernelClient,
     "cas": CasClient,
@@ -341,4 +413,6 @@ _FACADES: dict[str, type[RemoteCap]] = {
     "timers": TimersClient,
     "mailbox": MailboxClient,
     "revoker": RevokerClient,
+    "worlds": WorldsClient,
+    "world": WorldClient,
 }

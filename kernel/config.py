@@ -29,6 +29,9 @@ class KernelConfig:
     listen: addresses to serve, ``unix:PATH`` or ``tcp:HOST:PORT`` (``AOS_LISTEN``, comma-separated).
     health: ``HOST:PORT`` for the gRPC health service, ``""`` to disable (``AOS_HEALTH``).
     tls_cert / tls_key: PEM files; when both are set, every TCP listener speaks TLS.
+    idle_seconds: a world quiescent this long hibernates to a snapshot (``AOS_IDLE_SECONDS``).
+    host_roots: directories under which worlds may be granted host.fs / host.exec
+        (``--grant-host``; none by default, so no world touches host files unless the operator says so).
     """
 
     data_dir: str = field(default_factory=default_data_dir)
@@ -37,6 +40,8 @@ class KernelConfig:
     tls_cert: str = ""
     tls_key: str = ""
     limits: Limits = field(default_factory=Limits)
+    idle_seconds: float = 30.0
+    host_roots: tuple[str, ...] = ()
 
     @property
     def default_socket(self) -> str:
@@ -53,6 +58,8 @@ def from_env(**overrides: object) -> KernelConfig:
         values["data_dir"] = os.environ["AOS_DATA"]
     if os.environ.get("AOS_LISTEN"):
         values["listen"] = tuple(a for a in os.environ["AOS_LISTEN"].split(",") if a)
+    if "AOS_IDLE_SECONDS" in os.environ:
+        values["idle_seconds"] = float(os.environ["AOS_IDLE_SECONDS"])
     if "AOS_HEALTH" in os.environ:
         values["health"] = os.environ["AOS_HEALTH"]
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--health", metavar="HOST:PORT", help="gRPC health endpoint (default 127.0.0.1:0; '' = off)")
     parser.add_argument("--tls-cert", metavar="PEM", help="certificate for TCP listeners (with --tls-key)")
     parser.add_argument("--tls-key", metavar="PEM", help="private key for TCP listeners")
+    parser.add_argument(
+        "--grant-host",
+        action="append",
+        metavar="DIR",
+        help="let worlds be granted host.fs/host.exec under DIR (repeatable; default: none)",
+    )
+    parser.add_argument("--idle-seconds", type=float, help="hibernate worlds idle this long (default 30)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
     parser.add_argument("--version", action="version", version=f"aos-kernel {__version__}")
     return parser
@@ -54,6 +61,8 @@ async def run(args: argparse.Namespace) -> int:
         health=args.health,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        host_roots=tuple(os.path.abspath(d) for d in args.grant_host) if args.grant_host else None,
+        idle_seconds=args.idle_seconds,
     )
     server = KernelServer(config)
     stop = asyncio.Event()

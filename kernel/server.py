@@ -82,6 +82,7 @@ class KernelServer:
         self.services = KernelServices(config, self._store, self._committer)
         self.services.timers.start()
         await self._ensure_admin_token()
+        await self.services.worlds.start()
         tls = self._tls_context()
         for address in listen:
             self.addresses.append(await self._listen(address, tls))
@@ -169,6 +170,7 @@ class KernelServer:
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
         if self.services is not None:
+            await self.services.worlds.close()
             await self.services.timers.stop()
             await self.services.close()
         if self._committer is not None:

@@ -45,6 +45,9 @@ class KernelServices:
         self._subscriptions: dict[asyncio.Task[None], Grant] = {}
         self._exclusive: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self.grants.watch_revocations(self._end_revoked_subscriptions)
+        from aos.kernel.host.host import WorldHost
+
+        self.worlds = WorldHost(self, idle_seconds=config.idle_seconds, host_roots=config.host_roots)
 
     # --- capability objects ---------------------------------------------------------------
 
@@ -52,6 +55,7 @@ class KernelServices:
         from aos.caps.gateway import RevokerImpl
         from aos.kernel.admin import KernelImpl
         from aos.kernel.cas.server import CasImpl
+        from aos.kernel.host.server import WorldImpl, WorldsImpl
         from aos.kernel.journal.server import JournalImpl
         from aos.kernel.mailbox.server import MailboxImpl
         from aos.kernel.timers.server import TimersImpl
@@ -63,6 +67,8 @@ class KernelServices:
             "timers": TimersImpl,
             "mailbox": MailboxImpl,
             "revoker": RevokerImpl,
+            "worlds": WorldsImpl,
+            "world": WorldImpl,
         }
         return kinds[grant.scope.kind](self, grant)
 

@@ -109,12 +109,16 @@ class GroupCommitter:
 
     async def commit(self, ops: list[Op]) -> None:
         """Return once ``ops`` are synced to disk, atomically with each other."""
+        await self.enqueue(ops)
+
+    def enqueue(self, ops: list[Op]) -> asyncio.Future[None]:
+        """Queue ``ops`` now (so callers control their order); the future resolves once durable."""
         if self._failed is not None:
             raise KernelError("the kernel's storage failed; it accepts no more writes")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((ops, future))
         self._wakeup.set()
-        await future
+        return future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

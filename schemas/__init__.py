@@ -27,6 +27,7 @@ cas_capnp = _load("cas.capnp")
 journal_capnp = _load("journal.capnp")
 timers_capnp = _load("timers.capnp")
 mailbox_capnp = _load("mailbox.capnp")
+world_capnp = _load("world.capnp")
 kernel_capnp = _load("kernel.capnp")
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "journal_capnp",
     "timers_capnp",
     "mailbox_capnp",
+    "world_capnp",
     "kernel_capnp",
 ]

@@ -53,6 +53,8 @@ enum CapKind {
   timers @3;
   mailbox @4;
   revoker @5;
+  worlds @6;
+  world @7;
 }
 
 struct CapInfo {

@@ -10,6 +10,7 @@ using import "cas.capnp".Cas;
 using import "journal.capnp".Journal;
 using import "timers.capnp".Timers;
 using import "mailbox.capnp".Mailbox;
+using import "world.capnp".Worlds;
 
 interface Kernel extends(Caps.Held) {
   # Each mint returns a fresh capability for one universe (universe ids are
@@ -23,6 +24,9 @@ interface Kernel extends(Caps.Held) {
 
   status @4 () -> (status :KernelStatus);
   # A snapshot of the kernel's state and limits. Errors: none.
+
+  worlds @5 (universe :Text) -> (worlds :Worlds, revoker :Caps.Revoker);
+  # The worlds of a universe (world.capnp).
 }
 
 struct KernelStatus {

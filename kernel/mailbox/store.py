@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aos.kernel.names import key, seq_key
@@ -48,6 +49,8 @@ class MailboxStore:
         self._in_flight: set[bytes] = set()  # dedup keys accepted but not yet synced
         self.arrived = Notifier()
         self._attempts: dict[tuple[bytes, int], int] = {}  # deliveries since this kernel started
+        # in-process consumers (the world host) hear of every arrival: (universe, mailbox)
+        self.arrival_listeners: list[Callable[[str, str], None]] = []
 
     def attempt(self, box_key: bytes, seq: int) -> int:
         """Count one more delivery of a queued message; returns its attempt number."""
@@ -86,6 +89,8 @@ class MailboxStore:
     def committed(self, universe: str, mailbox: str, message_id: str) -> None:
         self._in_flight.discard(key(universe, mailbox, message_id))
         self.arrived.notify(key(universe, mailbox))
+        for listener in self.arrival_listeners:
+            listener(universe, mailbox)
 
     async def send(self, universe: str, mailbox: str, message_id: str, payload: bytes) -> bool:
         ops = self.enqueue_ops(universe, mailbox, message_id, payload)
@@ -109,8 +114,13 @@ class MailboxStore:
     def count(self, universe: str, mailbox: str) -> int:
         return sum(1 for _ in self._store.scan("mail", key(universe, mailbox)))
 
+    def ack_ops(self, universe: str, mailbox: str, seqs: list[int]) -> list[Op]:
+        """The deletes that acknowledge messages; commit them with whatever consumed them."""
+        box_key = key(universe, mailbox)
+        return [Op("mail", seq_key(box_key, seq), None) for seq in seqs]
+
     async def ack(self, universe: str, mailbox: str, seqs: list[int]) -> None:
         box_key = key(universe, mailbox)
-        await self._committer.commit([Op("mail", seq_key(box_key, seq), None) for seq in seqs])
+        await self._committer.commit(self.ack_ops(universe, mailbox, seqs))
         for seq in seqs:
             self._attempts.pop((box_key, seq), None)

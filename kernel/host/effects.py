@@ -1,0 +1,148 @@
+"""From an admitted intent to a receipt: which adapter runs an effect, and the kernel's own adapters.
+
+Manifest effect names look like ``sys/<kind>@<version>``; ``kind`` picks the
+adapter (``timer.set``, ``blob.put``, ``host.fs.read``, ...). The kernel's own
+effects live here because they touch kernel services:
+
+- ``timer.set`` is *deferred*: it schedules a durable kernel timer aimed at the
+  world's inbox mailbox and returns no receipt; the receipt is made when the
+  timer's message reaches the world (see ``host.WorldHost``), so a pending
+  timer survives hibernation and crashes without any task waiting on it.
+- ``blob.put`` / ``blob.get`` use the world universe's CAS.
+- ``portal.send`` enqueues an event in another world's inbox, with the
+  intent's idempotency key as message id, so a retried send is deduplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aos.adapters.base import Adapter, EffectCall, Receipt
+from aos.errors import AosError
+from aos.kernel.world import cbor
+from aos.kernel.world.records import EffectIntentRecord
+
+if TYPE_CHECKING:
+    from aos.kernel.host.driver import WorldDriver
+    from aos.kernel.services import KernelServices
+
+log = logging.getLogger("aos.kernel.effects")
+
+_NAME = re.compile(r"(?:[a-z0-9_]+/)?([a-z0-9_.]+)@\d+")
+
+
+def effect_kind(effect: str) -> str:
+    """``sys/host.fs.read@1`` -> ``host.fs.read``."""
+    match = _NAME.fullmatch(effect)
+    return match.group(1) if match else effect
+
+
+def inbox(world_id: str) -> str:
+    """The mailbox a world receives timers and portal messages in."""
+    return f"world.{world_id}"
+
+
+def env_secrets(name: str) -> str:
+    """Secrets resolved at dispatch from the kernel's environment: ``AOS_SECRET_<NAME>``."""
+    var = "AOS_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    value = os.environ.get(var)
+    if value is None:
+        raise AosError(f"secret {name!r} is not configured (set {var} for the kernel)")
+    return value
+
+
+class EffectDispatcher:
+    def __init__(self, services: KernelServices, secrets: Callable[[str], str] = env_secrets) -> None:
+        self.services = services
+        self.secrets = secrets
+        self.adapters: dict[str, Adapter] = {}
+        self._load_host_adapters()
+
+    def _load_host_adapters(self) -> None:
+        """The adapters that reach outside the kernel; each is optional at import."""
+        candidates = (
+            ("aos.adapters.host_fs", "HostFsAdapter"),
+            ("aos.adapters.host_exec", "HostExecAdapter"),
+            ("aos.adapters.http", "HttpAdapter"),
+            ("aos.adapters.llm.effect", "LlmGenerateAdapter"),
+        )
+        import importlib
+
+        for module_name, class_name in candidates:
+            try:
+                adapter = getattr(importlib.import_module(module_name), class_name)()
+            except (ImportError, AttributeError) as exc:
+                log.warning("event=adapter_unavailable module=%s error=%r", module_name, str(exc))
+                continue
+            for kind in getattr(adapter, "kinds", ()):
+                self.adapters[kind] = adapter
+
+    def register(self, adapter: Adapter) -> None:
+        for kind in adapter.kinds:
+            self.adapters[kind] = adapter
+
+    def is_deferred(self, intent: EffectIntentRecord) -> bool:
+        return effect_kind(intent.effect) == "timer.set"
+
+    async def start(self, driver: WorldDriver, intent: EffectIntentRecord) -> Receipt | None:
+        """Carry out one intent. ``None`` means the receipt will arrive later by mail."""
+        kind = effect_kind(intent.effect)
+        params: Mapping[str, Any] = intent.params if isinstance(intent.params, dict) else {}
+        if kind == "timer.set":
+            await self._timer_set(driver, intent, params)
+            return None
+        if kind in ("blob.put", "blob.get"):
+            return await self._blob(driver, kind, params)
+        if kind == "portal.send":
+            return await self._portal_send(driver, intent, params)
+        adapter = self.adapters.get(kind)
+        if adapter is None:
+            return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
+        grant = driver.world.manifest.grants[intent.grant]
+        call = EffectCall(kind, params, _grant_params(grant.params, driver), intent.idempotency_key, self.secrets)
+
+        async def frame(value: Mapping[str, Any]) -> None:
+            driver.publish_frame(intent.intent_hash, value)
+
+        return await adapter.run(call, frame)
+
+    async def _timer_set(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> None:
+        deliver_at_ns = int(params.get("deliver_at_ns", 0))
+        timer_key = "wt." + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
+        payload = cbor.encode(
+            {"kind": "timer", "intent_hash": intent.intent_hash, "delivered_at_ns": deliver_at_ns, "key": params.get("key")}
+        )
+        await self.services.timers.schedule(
+            driver.universe, timer_key, (deliver_at_ns + 999_999) // 1_000_000, inbox(driver.world_id), payload
+        )
+
+    async def _blob(self, driver: WorldDriver, kind: str, params: Mapping[str, Any]) -> Receipt:
+        cas = self.services.cas
+        try:
+            if kind == "blob.put":
+                data = params.get("data", b"")
+                if not isinstance(data, bytes):
+                    return Receipt.fail("bad_params", "blob.put needs bytes in data")
+                return Receipt.ok(hash=await cas.put(driver.universe, data), size=len(data))
+            return Receipt.ok(data=cas.get(driver.universe, str(params.get("hash", ""))))
+        except AosError as exc:
+            return Receipt.fail(exc.code, str(exc))
+
+    async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
+        dest = str(params.get("dest_world", ""))
+        if self.services.worlds.registry.get(driver.universe, dest) is None:
+            return Receipt.fail("unknown_world", f"no world {dest!r} in universe {driver.universe}")
+        payload = cbor.encode(
+            {"kind": "event", "schema": params.get("schema"), "value": params.get("value"), "from": driver.world_id}
+        )
+        accepted = await self.services.mailboxes.send(driver.universe, inbox(dest), intent.idempotency_key, payload)
+        return Receipt.ok(accepted=accepted)
+
+
+def _grant_params(params: Any, driver: WorldDriver) -> Mapping[str, Any]:
+    return params if isinstance(params, dict) else {}

@@ -1,0 +1,366 @@
+"""Many worlds in one kernel: create, wake, hibernate, snapshot, fork, and the world inboxes.
+
+How it works: ``WorldRegistry`` knows every world; a ``WorldDriver`` exists
+only for awake ones. ``driver()`` wakes a world by restoring its latest
+snapshot from CAS and replaying the journal from that snapshot's marker
+(which also checks the snapshot), appending any derived records a crash cut
+off, and restarting its open intents with their original idempotency keys.
+A reaper hibernates worlds that were quiescent for ``idle_seconds``: snapshot
+to CAS, a marker in the journal, and the driver is dropped. Timer firings and
+portal messages arrive in a world's inbox mailbox and wake it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aos.adapters.base import Receipt
+from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
+from aos.kernel.host.driver import EPOCH, WorldDriver
+from aos.kernel.host.effects import EffectDispatcher, inbox
+from aos.kernel.host.registry import WorldMeta, WorldRegistry
+from aos.kernel.names import check_name
+from aos.kernel.world import cbor
+from aos.kernel.world.errors import CborError, WorldError
+from aos.kernel.world.loader import load_runtimes
+from aos.kernel.world.manifest import Manifest, parse_manifest
+from aos.kernel.world.records import decode_record
+from aos.kernel.world.replay import Replayer
+from aos.kernel.world.runtime import WasmModuleCache, WorkflowRuntime
+from aos.kernel.world.stepper import World
+
+if TYPE_CHECKING:
+    from aos.kernel.services import KernelServices
+
+log = logging.getLogger("aos.kernel.world")
+
+INBOX_PREFIX = "world."
+
+
+@dataclass(frozen=True, slots=True)
+class WorldStatus:
+    meta: WorldMeta
+    awake: bool
+    journal_height: int
+    last_input_ms: int
+    traps: int
+
+
+class WorldHost:
+    def __init__(self, services: KernelServices, idle_seconds: float = 30.0, host_roots: tuple[str, ...] = ()) -> None:
+        self.services = services
+        self.idle_seconds = idle_seconds
+        self.host_roots = tuple(os.path.realpath(r) for r in host_roots)
+        self.registry = WorldRegistry(services.store)
+        self.dispatcher = EffectDispatcher(services)
+        self.wasm_cache = WasmModuleCache()
+        self._definitions: dict[tuple[str, str], tuple[Manifest, dict[str, WorkflowRuntime]]] = {}
+        self._drivers: dict[tuple[str, str], WorldDriver] = {}
+        self._waking: dict[tuple[str, str], asyncio.Future[WorldDriver]] = {}
+        self._drains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._redrain: set[tuple[str, str]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self.wakes = 0
+        self.hibernations = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.services.mailboxes.arrival_listeners.append(self._on_mail)
+        # worlds whose journal runs past their last snapshot were active at the last stop
+        # (or crash): wake them so open intents restart and missing derived records are written
+        for meta in self.registry.all():
+            if self.services.journal.exists(meta.universe, meta.world_id):
+                head = self.services.journal.head(meta.universe, meta.world_id)
+                if head.durable > meta.snapshot_seq + 1:
+                    await self.driver(meta.universe, meta.world_id)
+            if self.services.mailboxes.count(meta.universe, inbox(meta.world_id)):
+                self._on_mail(meta.universe, inbox(meta.world_id))
+        self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="world-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for task in list(self._drains.values()):
+            task.cancel()
+        for driver in list(self._drivers.values()):
+            await driver.drain()
+            await driver.stop()
+        self._drivers.clear()
+
+    # --- creating ------------------------------------------------------------------------------
+
+    async def create(self, universe: str, doc: Mapping[str, Any], wasm: Mapping[str, bytes],
+                     world_id: str = "", name: str = "") -> WorldMeta:
+        world_id = world_id or "w-" + secrets.token_hex(5)
+        check_name(world_id, "world id")
+        if len(world_id) > 100 or (world_id and self.registry.get(universe, world_id) is not None):
+            raise InvalidArgument(f"world id {world_id!r} is taken or too long (max 100)")
+        manifest = parse_manifest(dict(doc))
+        self._check_host_grants(manifest)
+        cas = self.services.cas
+        for module in manifest.modules.values():
+            if module.runtime == "wasm":
+                data = wasm.get(module.artifact_hash or "")
+                if data is not None:
+                    if await cas.put(universe, data) != module.artifact_hash:
+                        raise InvalidArgument(f"module bytes do not hash to {module.artifact_hash}")
+                elif not cas.has(universe, module.artifact_hash or ""):
+                    raise InvalidArgument(f"module {module.artifact_hash} is neither uploaded nor in CAS")
+        manifest_address = await cas.put(universe, cbor.encode(_plain(doc)))
+        runtimes = self._runtimes(universe, manifest_address, manifest)
+        world = World(manifest, runtimes, world_id)
+        title = doc.get("name") if isinstance(doc.get("name"), str) else ""
+        meta = WorldMeta(universe, world_id, name or title or world_id, manifest_address, manifest.hash,
+                         time.time_ns() // 1_000_000)
+        return await self._genesis(meta, world)
+
+    async def _genesis(self, meta: WorldMeta, world: World) -> WorldMeta:
+        """Store the starting snapshot and journal its marker as record 0."""
+        snapshot = world.snapshot()
+        address = await self.services.cas.put(meta.universe, snapshot)
+        meta = meta.with_snapshot(address, 0)
+        first, ops = self.services.journal.prepare_append(meta.universe, meta.world_id, 0, EPOCH,
+                                                          [world.snapshot_record().encode()])
+        await self.services.committer.commit(ops + [self.registry.put_op(meta)])
+        self.services.journal.finish_append(meta.universe, meta.world_id, first, 1)
+        self.registry.remember(meta)
+        log.info("event=world_created universe=%s world=%s manifest=%s", meta.universe, meta.world_id, meta.manifest_hash)
+        return meta
+
+    def _check_host_grants(self, manifest: Manifest) -> None:
+        """A laptop kernel grants host.fs/host.exec only under the roots its operator named."""
+        for grant in manifest.grants.values():
+            if grant.cap not in ("host.fs", "host.exec"):
+                continue
+            path = grant.params.get("root") if grant.cap == "host.fs" else grant.params.get("cwd")
+            real = os.path.realpath(str(path))
+            if not any(real == root or real.startswith(root + os.sep) for root in self.host_roots):
+                raise PermissionDenied(
+                    f"grant {grant.name}: {path} is not under a directory this kernel grants (aos-kernel --grant-host DIR)"
+                )
+
+    def _runtimes(self, universe: str, manifest_address: str, manifest: Manifest) -> dict[str, WorkflowRuntime]:
+        cached = self._definitions.get((universe, manifest_address))
+        if cached is not None:
+            return cached[1]
+        wasm = {
+            m.artifact_hash: self.services.cas.get(universe, m.artifact_hash)
+            for m in manifest.modules.values()
+            if m.runtime == "wasm" and m.artifact_hash
+        }
+        runtimes = load_runtimes(manifest, wasm, self.wasm_cache)
+        self._definitions[(universe, manifest_address)] = (manifest, runtimes)
+        return runtimes
+
+    def _manifest(self, meta: WorldMeta) -> tuple[Manifest, dict[str, WorkflowRuntime]]:
+        cached = self._definitions.get((meta.universe, meta.manifest))
+        if cached is None:
+            doc = cbor.decode(self.services.cas.get(meta.universe, meta.manifest))
+            manifest = parse_manifest(doc)
+            self._runtimes(meta.universe, meta.manifest, manifest)
+            cached = self._definitions[(meta.universe, meta.manifest)]
+        return cached
+
+    # --- waking --------------------------------------------------------------------------------
+
+    def meta(self, universe: str, world_id: str) -> WorldMeta:
+        meta = self.registry.get(universe, world_id)
+        if meta is None:
+            raise UnknownWorld(f"no world {world_id!r} in universe {universe}")
+        return meta
+
+    def awake(self, universe: str, world_id: str) -> WorldDriver | None:
+        return self._drivers.get((universe, world_id))
+
+    async def driver(self, universe: str, world_id: str) -> WorldDriver:
+        """The awake driver of a world, waking it if it hibernates."""
+        found = self._drivers.get((universe, world_id))
+        if found is not None:
+            found.last_active = time.monotonic()
+            return found
+        waking = self._waking.get((universe, world_id))
+        if waking is not None:
+            return await asyncio.shield(waking)
+        meta = self.meta(universe, world_id)
+        future: asyncio.Future[WorldDriver] = asyncio.get_running_loop().create_future()
+        self._waking[(universe, world_id)] = future
+        try:
+            driver = await self._wake(meta)
+            self._drivers[(universe, world_id)] = driver
+            future.set_result(driver)
+            return driver
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._waking[(universe, world_id)]
+
+    async def _wake(self, meta: WorldMeta) -> WorldDriver:
+        manifest, runtimes = self._manifest(meta)
+        snapshot = self.services.cas.get(meta.universe, meta.snapshot)
+        world = World.restore(manifest, runtimes, meta.world_id, snapshot)
+        journal = self.services.journal
+        replayer = Replayer(world)
+        seq = meta.snapshot_seq
+        while True:
+            records, durable = journal.read(meta.universe, meta.world_id, seq, 4096)
+            for raw in records:
+                replayer.feed(decode_record(raw))
+            seq += len(records)
+            if seq >= durable:
+                break
+        missing = replayer.finish()
+        if missing:  # a crash cut off the derived records of the last input
+            await journal.append(meta.universe, meta.world_id, seq, EPOCH, [r.encode() for r in missing])
+            seq += len(missing)
+        driver = WorldDriver(self, meta, world, seq)
+        driver.start()
+        for intent in world.open_intents():
+            driver.start_effect(intent)
+        self.wakes += 1
+        return driver
+
+    # --- using ---------------------------------------------------------------------------------
+
+    async def send(self, universe: str, world_id: str, schema: str, value: Any) -> int:
+        return await (await self.driver(universe, world_id)).send_event(schema, value)
+
+    async def snapshot(self, universe: str, world_id: str) -> tuple[str, int]:
+        """Store the world's state in CAS and journal the marker; returns (address, marker seq)."""
+        driver = await self.driver(universe, world_id)
+        await driver.drain()
+        snapshot = driver.world.snapshot()
+        address = await self.services.cas.put(universe, snapshot)
+        seq = await driver.submit(driver.world.snapshot_record())
+        meta = driver.meta.with_snapshot(address, seq)
+        await self.services.committer.commit([self.registry.put_op(meta)])
+        self.registry.remember(meta)
+        driver.meta = meta
+        return address, seq
+
+    async def hibernate(self, universe: str, world_id: str) -> bool:
+        driver = self._drivers.get((universe, world_id))
+        if driver is None or not driver.quiescent():
+            return False
+        await self.snapshot(universe, world_id)
+        if not driver.quiescent():
+            return False  # something arrived while snapshotting; stay awake
+        del self._drivers[(universe, world_id)]
+        await driver.stop()
+        self.hibernations += 1
+        return True
+
+    async def fork(self, universe: str, world_id: str, new_id: str = "", name: str = "") -> WorldMeta:
+        """A new world starting from this one's current state (a fresh snapshot)."""
+        source = self.meta(universe, world_id)
+        await self.snapshot(universe, world_id)
+        driver = await self.driver(universe, world_id)
+        new_id = new_id or "w-" + secrets.token_hex(5)
+        check_name(new_id, "world id")
+        if self.registry.get(universe, new_id) is not None:
+            raise InvalidArgument(f"world id {new_id!r} is taken")
+        value = driver.world.snapshot_value()
+        value["world"] = new_id
+        manifest, runtimes = self._manifest(source)
+        world = World.restore(manifest, runtimes, new_id, cbor.encode(value))
+        meta = WorldMeta(universe, new_id, name or f"{source.name} (fork)", source.manifest, source.manifest_hash,
+                         time.time_ns() // 1_000_000, forked_from=world_id)
+        meta = await self._genesis(meta, world)
+        # a fork carries its source's open intents and issues them itself
+        await self.driver(universe, new_id)
+        return meta
+
+    def status(self, universe: str) -> list[WorldStatus]:
+        out = []
+        for meta in self.registry.all(universe):
+            driver = self._drivers.get((universe, meta.world_id))
+            height = self.services.journal.head(universe, meta.world_id).durable
+            out.append(WorldStatus(meta, driver is not None, height,
+                                   driver.stats.last_input_ms if driver else 0, driver.stats.traps if driver else 0))
+        return out
+
+    # --- inboxes: timers and portal messages -----------------------------------------------------
+
+    def _on_mail(self, universe: str, mailbox: str) -> None:
+        if not mailbox.startswith(INBOX_PREFIX):
+            return
+        world = (universe, mailbox[len(INBOX_PREFIX):])
+        if self.registry.get(*world) is None:
+            return
+        if world in self._drains:
+            self._redrain.add(world)
+            return
+        task = asyncio.get_running_loop().create_task(self._drain(*world))
+        self._drains[world] = task
+        task.add_done_callback(lambda _: self._drain_done(world))
+
+    def _drain_done(self, world: tuple[str, str]) -> None:
+        self._drains.pop(world, None)
+        if world in self._redrain:
+            self._redrain.discard(world)
+            self._on_mail(world[0], inbox(world[1]))
+
+    async def _drain(self, universe: str, world_id: str) -> None:
+        mailboxes = self.services.mailboxes
+        while True:
+            messages = mailboxes.queued(universe, inbox(world_id), 256)
+            if not messages:
+                return
+            driver = await self.driver(universe, world_id)
+            pending = []
+            for message in messages:
+                ack = mailboxes.ack_ops(universe, inbox(world_id), [message.seq])
+                pending.append(self._consume(driver, message.payload, ack))
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.warning("event=inbox_message_failed world=%s error=%r", world_id, str(result)[:200])
+
+    async def _consume(self, driver: WorldDriver, payload: bytes, ack: list[Any]) -> None:
+        try:
+            message = cbor.decode(payload)
+        except CborError:
+            message = None
+        if isinstance(message, dict) and message.get("kind") == "timer":
+            receipt = Receipt.ok(delivered_at_ns=message["delivered_at_ns"], key=message.get("key"))
+            await driver.deliver_receipt(message["intent_hash"], receipt, ack)
+            return
+        if isinstance(message, dict) and message.get("kind") == "event":
+            try:
+                await driver.send_event(message["schema"], message["value"], ack)
+                return
+            except WorldError as exc:
+                log.info("event=portal_event_refused world=%s error=%r", driver.world_id, str(exc)[:200])
+        await self.services.committer.commit(ack)  # unusable mail: consume it
+
+    # --- hibernation -------------------------------------------------------------------------------
+
+    async def _reap(self) -> None:
+        interval = max(0.05, min(self.idle_seconds / 2, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for (universe, world_id), driver in list(self._drivers.items()):
+                if now - driver.last_active >= self.idle_seconds and driver.quiescent():
+                    try:
+                        await self.hibernate(universe, world_id)
+                    except Exception:
+                        log.exception("event=hibernate_failed world=%s", world_id)
+
+
+def _plain(doc: Mapping[str, Any]) -> Any:
+    """JSON-shaped manifest documents as plain dicts/lists (for canonical CBOR)."""
+    if isinstance(doc, Mapping):
+        return {str(k): _plain(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_plain(v) for v in doc]
+    return doc

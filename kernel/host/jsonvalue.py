@@ -1,0 +1,47 @@
+"""World values (CBOR data model) <-> JSON text for the wire and the CLI.
+
+JSON lacks byte strings: they travel as ``{"$bytes": "<base64>"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aos.errors import InvalidArgument
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def from_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"} and isinstance(value["$bytes"], str):
+            return base64.b64decode(value["$bytes"])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidArgument("world values have no floats; use integers or text")
+        return int(value)
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str, what: str = "value") -> Any:
+    try:
+        return from_jsonable(json.loads(text))
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None

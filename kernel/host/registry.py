@@ -1,0 +1,53 @@
+"""Which worlds exist, what they run, and where their latest snapshot is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+from aos.kernel.names import key
+from aos.kernel.store import KernelStore, Op
+
+
+@dataclass(frozen=True, slots=True)
+class WorldMeta:
+    """The durable facts about one world (the ``worlds`` column family)."""
+
+    universe: str
+    world_id: str
+    name: str
+    manifest: str  # CAS address of the manifest document (canonical CBOR)
+    manifest_hash: str  # the manifest's definition hash
+    created_ms: int
+    snapshot: str = ""  # CAS address of the latest snapshot, "" = none
+    snapshot_seq: int = 0  # journal seq of that snapshot's marker record (replay starts there)
+    forked_from: str = ""
+
+    def with_snapshot(self, address: str, seq: int) -> WorldMeta:
+        return replace(self, snapshot=address, snapshot_seq=seq)
+
+
+class WorldRegistry:
+    def __init__(self, store: KernelStore) -> None:
+        self._store = store
+        self._metas: dict[tuple[str, str], WorldMeta] = {}
+        for _, raw in store.scan("worlds", b""):
+            meta = WorldMeta(**json.loads(raw))
+            self._metas[(meta.universe, meta.world_id)] = meta
+
+    def get(self, universe: str, world_id: str) -> WorldMeta | None:
+        return self._metas.get((universe, world_id))
+
+    def all(self, universe: str | None = None) -> list[WorldMeta]:
+        metas = [m for (u, _), m in self._metas.items() if universe is None or u == universe]
+        return sorted(metas, key=lambda m: (m.universe, m.world_id))
+
+    def put_op(self, meta: WorldMeta) -> Op:
+        return Op("worlds", key(meta.universe, meta.world_id), json.dumps(asdict(meta), sort_keys=True).encode())
+
+    def remember(self, meta: WorldMeta) -> None:
+        """Call after ``put_op`` was committed."""
+        self._metas[(meta.universe, meta.world_id)] = meta
+
+    def __len__(self) -> int:
+        return len(self._metas)

@@ -1,0 +1,172 @@
+"""``Worlds`` and ``World`` over Cap'n Proto: conversion and scope checks only."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aos.caps.gateway import HandleImpl
+from aos.caps.grants import Scope
+from aos.caps.held import HeldImpl
+from aos.errors import InvalidArgument
+from aos.kernel.host import jsonvalue
+from aos.kernel.host.host import WorldHost, WorldStatus
+from aos.kernel.names import key as name_key
+from aos.kernel.rpc import remote
+from aos.kernel.world.records import decode_record
+from aos.schemas import world_capnp
+
+
+def world_info(status: WorldStatus) -> dict[str, Any]:
+    meta = status.meta
+    return {
+        "worldId": meta.world_id,
+        "name": meta.name,
+        "manifestHash": meta.manifest_hash,
+        "awake": status.awake,
+        "journalHeight": status.journal_height,
+        "lastEventMs": status.last_input_ms,
+        "snapshot": meta.snapshot,
+        "forkedFrom": meta.forked_from,
+    }
+
+
+def record_json(seq: int, raw: bytes) -> str:
+    value = decode_record(raw).to_value()
+    value["seq"] = seq
+    return jsonvalue.dumps(value)
+
+
+class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name-defined]
+    @property
+    def host(self) -> WorldHost:
+        return self.services.worlds
+
+    def _world_cap(self, world_id: str) -> Any:
+        self.host.meta(self.grant.scope.universe, world_id)  # UnknownWorld early
+        grant = self.services.grants.derive(self.grant, Scope("world", self.grant.scope.universe, world=world_id))
+        return self.services.cap_for(grant)
+
+    def _status(self, world_id: str) -> WorldStatus:
+        universe = self.grant.scope.universe
+        return next(s for s in self.host.status(universe) if s.meta.world_id == world_id)
+
+    @remote()
+    async def create(self, manifest: str, modules: Any, worldId: str, name: str, _context: Any, **kwargs: Any) -> Any:
+        doc = jsonvalue.loads(manifest, "manifest")
+        if not isinstance(doc, dict):
+            raise InvalidArgument("the manifest must be a JSON object")
+        wasm = {m.hash: bytes(m.wasm) for m in modules}
+        meta = await self.host.create(self.grant.scope.universe, doc, wasm, worldId, name)
+        return self._world_cap(meta.world_id), world_info(self._status(meta.world_id))
+
+    @remote()
+    async def open(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        return self._world_cap(worldId)
+
+    @remote()
+    async def list(self, _context: Any, **kwargs: Any) -> Any:
+        return [world_info(s) for s in self.host.status(self.grant.scope.universe)]
+
+    @remote()
+    async def fork(self, worldId: str, newId: str, name: str, _context: Any, **kwargs: Any) -> Any:
+        meta = await self.host.fork(self.grant.scope.universe, worldId, newId, name)
+        return self._world_cap(meta.world_id), world_info(self._status(meta.world_id))
+
+
+class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-defined]
+    @property
+    def host(self) -> WorldHost:
+        return self.services.worlds
+
+    @property
+    def universe(self) -> str:
+        return self.grant.scope.universe
+
+    @property
+    def world_id(self) -> str:
+        return self.grant.scope.world
+
+    @remote()
+    async def send(self, eventSchema: str, value: str, _context: Any, **kwargs: Any) -> int:
+        # (a field named "schema" would be shadowed by pycapnp's reader attribute)
+        return await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
+
+    @remote()
+    async def state(self, workflow: str, key: str, _context: Any, **kwargs: Any) -> Any:
+        driver = await self.host.driver(self.universe, self.world_id)
+        if workflow not in driver.world.manifest.workflows:
+            raise InvalidArgument(f"no workflow {workflow!r} in this world")
+        value = driver.world.state(workflow, jsonvalue.loads(key, "key") if key else None)
+        return value is not None, jsonvalue.dumps(value)
+
+    @remote()
+    async def cells(self, workflow: str, _context: Any, **kwargs: Any) -> str:
+        driver = await self.host.driver(self.universe, self.world_id)
+        if workflow not in driver.world.manifest.workflows:
+            raise InvalidArgument(f"no workflow {workflow!r} in this world")
+        return jsonvalue.dumps(driver.world.cell_keys(workflow))
+
+    @remote()
+    async def journal(self, fromSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
+        limit = min(limit or 1000, 4096)
+        records, next_seq = self.services.journal.read(self.universe, self.world_id, fromSeq, limit)
+        return [record_json(fromSeq + i, raw) for i, raw in enumerate(records)], next_seq
+
+    @remote()
+    async def tail(self, fromSeq: int, watcher: Any, _context: Any, **kwargs: Any) -> Any:
+        self.host.meta(self.universe, self.world_id)
+        task = self.services.subscribe(self.grant, _watch(self, fromSeq, watcher))
+        return HandleImpl(task)
+
+    @remote()
+    async def snapshot(self, _context: Any, **kwargs: Any) -> Any:
+        return await self.host.snapshot(self.universe, self.world_id)
+
+    @remote()
+    async def describe(self, _context: Any, **kwargs: Any) -> Any:
+        status = next(s for s in self.host.status(self.universe) if s.meta.world_id == self.world_id)
+        driver = self.host.awake(self.universe, self.world_id)
+        traps = list(driver.stats.recent_traps) if driver else []
+        return world_info(status), traps
+
+
+async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
+    journal = cap.services.journal
+    universe, world_id = cap.universe, cap.world_id
+    frames: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1024)
+    attached: list[Any] = []
+
+    def on_frame(intent_hash: str, frame: Any) -> None:
+        if not frames.full():
+            frames.put_nowait((intent_hash, frame))
+
+    seq = from_seq
+    world_key = name_key(universe, world_id)
+    try:
+        while True:
+            cap.grant.check()
+            driver = cap.host.awake(universe, world_id)
+            if driver is not None and not attached:
+                driver.frame_listeners.append(on_frame)
+                attached.append(driver)
+            while not frames.empty():
+                intent_hash, frame = frames.get_nowait()
+                await watcher.frame(intent_hash, jsonvalue.dumps(frame))
+            arrived = journal.committed.wait(world_key)
+            records, _ = journal.read(universe, world_id, seq, 256)
+            for raw in records:
+                await watcher.record(seq, record_json(seq, raw))
+                seq += 1
+            if not records:
+                frame_wait = asyncio.ensure_future(frames.get())
+                done, _ = await asyncio.wait({arrived, frame_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if frame_wait in done:
+                    intent_hash, frame = frame_wait.result()
+                    await watcher.frame(intent_hash, jsonvalue.dumps(frame))
+                else:
+                    frame_wait.cancel()
+    finally:
+        for driver in attached:
+            if on_frame in driver.frame_listeners:
+                driver.frame_listeners.remove(on_frame)

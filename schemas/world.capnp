@@ -1,0 +1,88 @@
+@0xd4dce286222d5be4;
+# Worlds hosted by the kernel: create them from manifests, send events, read
+# state and journals, snapshot and fork. Errors travel as described in
+# caps.capnp (`aos.<Code>: message`); world-specific codes are Manifest,
+# SchemaViolation, ModuleLoad, Nondeterminism, World (see docs/worlds.md).
+#
+# VALUES are JSON text. CBOR-only values map as: a byte string is
+# {"$bytes": "<base64>"}; everything else is plain JSON. World ids follow the
+# name rules of journal.capnp and are at most 100 characters.
+
+$import "/capnp/c++.capnp".namespace("aos::rpc");
+using Caps = import "caps.capnp";
+
+interface Worlds extends(Caps.Held) {
+  # All worlds of one universe. Minted by Kernel.worlds.
+
+  create @0 (manifest :Text, modules :List(Module), worldId :Text, name :Text) -> (world :World, info :WorldInfo);
+  # Create a world from a manifest (JSON text, the format in docs/worlds.md).
+  # WASM modules are named in the manifest by hash ("sha256:<hex>"); their
+  # bytes come in `modules` or must already be in this universe's CAS.
+  # `worldId` "" picks a fresh id. The world starts at its genesis snapshot.
+  # Errors: Manifest (with the path of the bad field), ModuleLoad,
+  # InvalidArgument (id taken, module bytes mismatch), PermissionDenied (a
+  # host.fs/host.exec grant outside the directories this kernel grants).
+
+  open @1 (worldId :Text) -> (world :World);
+  # Errors: UnknownWorld.
+
+  list @2 () -> (worlds :List(WorldInfo));
+  # Every world of the universe, awake or hibernated.
+
+  fork @3 (worldId :Text, newId :Text, name :Text) -> (world :World, info :WorldInfo);
+  # Snapshot `worldId` and start a new world from that state. The fork
+  # re-issues the source's open effects under its own name.
+  # Errors: UnknownWorld, InvalidArgument.
+}
+
+struct Module {
+  hash @0 :Text;   # "sha256:<hex>" of `wasm`
+  wasm @1 :Data;
+}
+
+struct WorldInfo {
+  worldId @0 :Text;
+  name @1 :Text;
+  manifestHash @2 :Text;
+  awake @3 :Bool;          # false = hibernated (state in a snapshot, no memory held)
+  journalHeight @4 :UInt64;
+  lastEventMs @5 :Int64;   # 0 when not known (hibernated since start)
+  snapshot @6 :Text;       # CAS address of the latest snapshot
+  forkedFrom @7 :Text;
+}
+
+interface World extends(Caps.Held) {
+  # One world. Every call wakes a hibernated world first.
+
+  send @0 (eventSchema :Text, value :Text) -> (seq :UInt64);
+  # Send an event (value as JSON). Checked against the schema at the door: a
+  # bad event is refused with SchemaViolation and never journaled. Returns
+  # once the event and everything it caused are durable; `seq` is the
+  # event's journal position. Effects it emitted are running when this
+  # returns. Errors: SchemaViolation, World.
+
+  state @1 (workflow :Text, key :Text) -> (exists :Bool, value :Text);
+  # The state of a workflow (`key` "" for unkeyed) or of one cell (`key` as
+  # JSON). Errors: InvalidArgument (unknown workflow).
+
+  cells @2 (workflow :Text) -> (keys :Text);
+  # JSON list of the live cell keys of a keyed workflow.
+
+  journal @3 (fromSeq :UInt64, limit :UInt32) -> (records :List(Text), nextSeq :UInt64);
+  # Journal records as JSON objects {"seq", "kind", ...}.
+
+  tail @4 (fromSeq :UInt64, watcher :WorldWatcher) -> (handle :Caps.Handle);
+  # Push journal records (and stream frames of running effects) as they come.
+
+  snapshot @5 () -> (address :Text, seq :UInt64);
+  # Store the current state in CAS and journal a marker. Replay from the
+  # marker gives the same state.
+
+  describe @6 () -> (info :WorldInfo, traps :List(Text));
+  # Status, and the most recent workflow traps (e.g. FuelExhausted).
+}
+
+interface WorldWatcher {
+  record @0 (seq :UInt64, json :Text) -> ();
+  frame @1 (intentHash :Text, json :Text) -> ();
+}
