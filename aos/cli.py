@@ -69,6 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("world")
     tail.add_argument("--from", dest="from_seq", type=int, default=None)
     journal.add_parser("ls", help="list worlds")
+
+    world = sub.add_parser("world", help="hosted worlds").add_subparsers(dest="action", required=True)
+    create = world.add_parser("create", help="create a world from a bundle directory (manifest.json + modules)")
+    create.add_argument("bundle")
+    create.add_argument("--id", default="", help="world id (default: generated)")
+    create.add_argument("--name", default="")
+    create.add_argument("--grant-root", default=None, metavar="DIR", help="substitute ${AOS_GRANT_ROOT} in the manifest")
+    world.add_parser("ls", help="list worlds")
+    send = world.add_parser("send", help="send an event")
+    send.add_argument("world")
+    send.add_argument("schema")
+    send.add_argument("value", help="the event value as JSON")
+    state = world.add_parser("state", help="read state (all workflows, or one)")
+    state.add_argument("world")
+    state.add_argument("workflow", nargs="?")
+    state.add_argument("--key", default=None, help="cell key as JSON")
+    wjournal = world.add_parser("journal", help="read the journal (or follow it with --tail)")
+    wjournal.add_argument("world")
+    wjournal.add_argument("--from", dest="from_seq", type=int, default=0)
+    wjournal.add_argument("--limit", type=int, default=100)
+    wjournal.add_argument("--tail", action="store_true")
+    snap = world.add_parser("snapshot", help="snapshot into CAS")
+    snap.add_argument("world")
+    fork = world.add_parser("fork", help="start a new world from this one's state")
+    fork.add_argument("world")
+    fork.add_argument("--id", default="")
+    fork.add_argument("--name", default="")
     return parser
 
 
@@ -132,6 +159,10 @@ async def _run(args: argparse.Namespace) -> Any:
                 return {"hash": args.hash, "size": len(data), "file": args.output}
             sys.stdout.buffer.write(data)
             return None
+        if args.command == "world":
+            from aos.cli_world import run_world
+
+            return await run_world(args, await admin.worlds(args.universe))
         journal = await admin.journal(args.universe)
         if args.action == "ls":
             return {"worlds": await journal.list()}
@@ -168,6 +199,11 @@ def _print(args: argparse.Namespace, result: Any) -> None:
         return
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
+        return
+    if args.command == "world":
+        from aos.cli_world import print_world
+
+        print_world(args, result)
         return
     if args.command == "status":
         limits = result["limits"]

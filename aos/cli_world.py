@@ -1,0 +1,174 @@
+"""``aos world ...``: the world commands of the CLI (kept apart from the kernel ones)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from aos.errors import AosError, InvalidArgument
+from aos.kernel.client import WorldsClient
+from aos.kernel.host import jsonvalue
+
+GRANT_ROOT = "${AOS_GRANT_ROOT}"
+
+
+def _substitute(value: Any, root: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(GRANT_ROOT, root)
+    if isinstance(value, dict):
+        return {k: _substitute(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, root) for v in value]
+    return value
+
+
+def load_bundle_doc(directory: str, grant_root: str | None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest document with module hashes filled in, and the module bytes by hash."""
+    import hashlib
+    import os
+
+    path = os.path.join(directory, "manifest.json")
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"{path} is not JSON: {exc}") from None
+    wasm: dict[str, bytes] = {}
+    for name, module in (doc.get("modules") or {}).items():
+        if isinstance(module, dict) and module.get("runtime") == "wasm" and "path" in module:
+            try:
+                with open(os.path.join(directory, module["path"]), "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                raise InvalidArgument(f"module {name}: cannot read {module['path']}: {exc.strerror}") from None
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            module["hash"] = digest
+            del module["path"]
+            wasm[digest] = data
+    if grant_root is not None:
+        doc = _substitute(doc, os.path.abspath(grant_root))
+    elif GRANT_ROOT in json.dumps(doc):
+        raise InvalidArgument(f"this manifest grants a host directory: pass --grant-root DIR (it uses {GRANT_ROOT})")
+    return doc, wasm
+
+
+async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
+    action = args.action
+    if action == "create":
+        doc, wasm = load_bundle_doc(args.bundle, args.grant_root)
+        _, info = await worlds.create(doc, wasm, args.id, args.name)
+        return {"created": info}
+    if action == "ls":
+        return {"worlds": await worlds.list()}
+    if action == "fork":
+        _, info = await worlds.fork(args.world, args.id, args.name)
+        return {"forked": info}
+    world = await worlds.open(args.world)
+    if action == "send":
+        seq = await world.send(args.schema, jsonvalue.loads(args.value, "the event value"))
+        return {"world": args.world, "seq": seq}
+    if action == "state":
+        info, _ = await world.describe()
+        if args.workflow:
+            key = jsonvalue.loads(args.key, "--key") if args.key is not None else None
+            return {"state": {args.workflow: await world.state(args.workflow, key)}}
+        return {"state": await _all_states(world)}
+    if action == "snapshot":
+        address, seq = await world.snapshot()
+        return {"snapshot": address, "seq": seq}
+    if action == "journal" and args.tail:
+        await _tail(args, world)
+        return None
+    records, next_seq = await world.journal(args.from_seq, args.limit)
+    return {"records": records, "nextSeq": next_seq}
+
+
+async def _all_states(world: Any) -> dict[str, Any]:
+    # the manifest's workflows are not on the wire; the journal's state records name them
+    out: dict[str, Any] = {}
+    records, _ = await world.journal(0, 4096)
+    names = sorted({change[0] for r in records if r["kind"] == "state" for change in r["changes"]})
+    for name in names:
+        keys = await world.cells(name)
+        if keys and keys != [None]:
+            out[name] = {k if isinstance(k, str) else json.dumps(k): await world.state(name, k) for k in keys}
+        else:
+            out[name] = await world.state(name)
+    return out
+
+
+async def _tail(args: argparse.Namespace, world: Any) -> None:
+    async def on_record(seq: int, record: dict[str, Any]) -> None:
+        print(json.dumps(jsonvalue.to_jsonable(record)) if args.json else _line(record), flush=True)
+
+    async def on_frame(intent_hash: str, frame: Any) -> None:
+        if args.json:
+            print(json.dumps({"frame": jsonvalue.to_jsonable(frame), "intent": intent_hash}), flush=True)
+        else:
+            print(f"{'':>8}  ~ frame {intent_hash[:19]} {json.dumps(jsonvalue.to_jsonable(frame))[:100]}", flush=True)
+
+    subscription = await world.tail(args.from_seq, on_record, on_frame)
+    try:
+        await asyncio.Event().wait()  # until Ctrl-C
+    finally:
+        del subscription
+
+
+def _line(record: dict[str, Any]) -> str:
+    kind = record["kind"]
+    detail = {
+        "event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
+        "receipt": lambda r: f"{r['status']} for {r['intent_hash'][:19]}",
+        "effect_intent": lambda r: f"{r['effect']} via {r['grant']} ({r['origin']['workflow']})",
+        "effect_rejected": lambda r: f"{r['effect']} refused: {r['code']}: {r['reason']}",
+        "trap": lambda r: f"{r['code']}: {r['message']}",
+        "state": lambda r: ", ".join(f"{c[0]}{'' if c[1] is None else '[' + json.dumps(c[1]) + ']'}" for c in r["changes"]) or "-",
+        "snapshot": lambda r: r["snapshot_hash"],
+        "domain_event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
+    }.get(kind, lambda r: "")
+    return f"{record['seq']:>8}  {kind:<15} {detail(record)[:160]}"
+
+
+def _ago(ms: int) -> str:
+    if not ms:
+        return "-"
+    seconds = max(0, time.time() - ms / 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def print_world(args: argparse.Namespace, result: Any) -> None:
+    if "worlds" in result:
+        rows = [("ID", "NAME", "STATE", "JOURNAL", "LAST EVENT")]
+        for w in result["worlds"]:
+            rows.append((w["worldId"], w["name"], "awake" if w["awake"] else "hibernated",
+                         str(w["journalHeight"]), _ago(w["lastEventMs"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if len(rows) == 1:
+            print("(no worlds)")
+    elif "created" in result or "forked" in result:
+        info = result.get("created") or result.get("forked")
+        verb = "created" if "created" in result else "forked"
+        print(f"{verb} world {info['worldId']} ({info['name']}), manifest {info['manifestHash'][:23]}...")
+    elif "seq" in result and "world" in result:
+        print(f"event journaled at seq {result['seq']}")
+    elif "state" in result:
+        for name, value in result["state"].items():
+            print(f"{name}: {json.dumps(jsonvalue.to_jsonable(value), indent=2, sort_keys=True)}")
+    elif "snapshot" in result:
+        print(f"snapshot {result['snapshot']} (journal seq {result['seq']})")
+    elif "records" in result:
+        for record in result["records"]:
+            print(_line(record))
+        print(f"(next seq {result['nextSeq']})")
+    else:
+        raise AosError(f"nothing to print for {result!r}")
