@@ -1,0 +1,259 @@
+"""Effects in hosted worlds: admission, grants, confinement, receipts, timers and hibernation."""
+
+import os
+import sys
+
+import pytest
+
+from aos.errors import PermissionDenied
+from aos.kernel.client import Connection, run
+from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS, runaway_wasm
+from aos.testing import KernelProcess
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worldkit import assert_replays, raw_journal, wait_for, wasm_module  # noqa: E402
+
+SCRIPT = "test/Script@1"
+WORKFLOW = "test/scripted@1"
+
+
+def scripted_manifest(grants, declared, root=""):
+    """A world around the scripted workflow, which emits whatever effects its event lists."""
+    return {
+        "version": 1,
+        "name": "test/scripted",
+        "schemas": {
+            **SCRIPTED_SCHEMAS,
+            "sys/BlobPut@1": {"record": {"data": "bytes"}},
+            "sys/BlobPutReceipt@1": {"record": {"hash": "text", "size": "nat"}},
+            "sys/TimerSetParams@1": {"record": {"deliver_at_ns": "nat", "key": {"option": "text"}}},
+            "sys/TimerSetReceipt@1": {"record": {"delivered_at_ns": "nat", "key": {"option": "text"}}},
+            "sys/FsPath@1": {"record": {"path": "text"}},
+            "sys/Any@1": "any",
+        },
+        "modules": {"test/scripted@1": {"runtime": "python", "python_module": SCRIPTED_MODULE}},
+        "workflows": {
+            WORKFLOW: {"module": "test/scripted@1", "entry": "scripted", "state": "test/ScriptState@1",
+                       "event": SCRIPT, "effects": declared},
+        },
+        "effects": {
+            "sys/blob.put@1": {"params": "sys/BlobPut@1", "receipt": "sys/BlobPutReceipt@1", "cap": "blob"},
+            "sys/timer.set@1": {"params": "sys/TimerSetParams@1", "receipt": "sys/TimerSetReceipt@1", "cap": "timer"},
+            "sys/host.fs.read@1": {"params": "sys/FsPath@1", "receipt": "sys/Any@1", "cap": "host.fs"},
+            "sys/host.fs.stat@1": {"params": "sys/FsPath@1", "receipt": "sys/Any@1", "cap": "host.fs"},
+        },
+        "grants": grants,
+        "routing": [{"event": SCRIPT, "workflow": WORKFLOW}],
+    }
+
+
+def effect(name, **params):
+    return {"effect": name, "params": params}
+
+
+@pytest.fixture
+def granting_kernel(data_dir, tmp_path):
+    """A laptop kernel that may grant host.fs under tmp_path/granted, hibernating after 0.3 s idle."""
+    granted = tmp_path / "granted"
+    granted.mkdir()
+    proc = KernelProcess(data_dir, extra_args=["--grant-host", str(granted), "--idle-seconds", "0.3"]).start()
+    proc.granted = granted
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+async def _open(kernel, conn):
+    admin = await conn.restore_kernel(kernel.admin_token)
+    return admin, await admin.worlds("u")
+
+
+def _kinds(records):
+    from aos.kernel.world import decode_record
+
+    return [decode_record(r) for r in records]
+
+
+def test_receipts_come_back_to_the_emitting_workflow(granting_kernel):
+    """blob.put runs after its intent is durable and its receipt lands in the workflow's state."""
+    kernel = granting_kernel
+    doc = scripted_manifest({"blob": {"cap": "blob"}}, ["sys/blob.put@1"])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "blobs")
+            await world.send(SCRIPT, {"effects": [effect("sys/blob.put@1", data=b"one"), effect("sys/blob.put@1", data=b"two")]})
+
+            async def both_receipts():
+                state = await world.state(WORKFLOW)
+                return state if len(state["receipts"]) == 2 else None
+
+            state = await wait_for(both_receipts)
+            cas = await admin.cas("u")
+            stored = sorted([await cas.get(r[2]["hash"]) for r in state["receipts"]])
+            await assert_replays(admin, "u", world, "blobs", doc, {})
+            return state, stored
+
+    state, stored = run(main())
+    assert [r[1] for r in state["receipts"]] == ["ok", "ok"] and stored == [b"one", b"two"]
+
+
+def test_undeclared_effects_and_missing_grants_are_refused_and_journaled(granting_kernel):
+    """An effect outside the workflow's list, or without a covering grant, is refused, and the refusal is a journal record."""
+    from aos.kernel.world.records import EffectRejectedRecord
+
+    kernel = granting_kernel
+    doc = scripted_manifest({"blob": {"cap": "blob"}}, ["sys/blob.put@1", "sys/host.fs.read@1"])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "refusals")
+            await world.send(SCRIPT, {"effects": [effect("sys/timer.set@1", deliver_at_ns=1)]})  # not declared
+            await world.send(SCRIPT, {"effects": [effect("sys/host.fs.read@1", path="notes.txt")]})  # no host.fs grant
+            records = _kinds(await raw_journal(admin, "u", "refusals"))
+            state = await world.state(WORKFLOW)
+            return records, state
+
+    records, state = run(main())
+    rejected = [r for r in records if isinstance(r, EffectRejectedRecord)]
+    assert [r.effect for r in rejected] == ["sys/timer.set@1", "sys/host.fs.read@1"]
+    assert all(r.kind != "effect_intent" for r in records)
+    assert "no host.fs grant" in rejected[1].reason
+    assert state["receipts"] == []
+
+
+def test_host_fs_is_confined_to_its_root(granting_kernel):
+    """With a host.fs grant a world reads inside its root, and '..', absolute paths and symlinks out are refused."""
+    from aos.kernel.world.records import EffectRejectedRecord
+
+    kernel = granting_kernel
+    root = kernel.granted
+    (root / "inside.txt").write_text("hello from inside")
+    outside = root.parent / "secret.txt"
+    outside.write_text("top secret")
+    os.symlink(outside, root / "link-out.txt")
+    doc = scripted_manifest({"files": {"cap": "host.fs", "params": {"root": str(root), "read_only": True}}},
+                            ["sys/host.fs.read@1"])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "fs")
+            for path in ("inside.txt", "../secret.txt", str(outside), "link-out.txt"):
+                await world.send(SCRIPT, {"effects": [effect("sys/host.fs.read@1", path=path)]})
+
+            async def settled():
+                state = await world.state(WORKFLOW)
+                return state if len(state["receipts"]) == 2 else None
+
+            state = await wait_for(settled)
+            records = _kinds(await raw_journal(admin, "u", "fs"))
+            return state, [r for r in records if isinstance(r, EffectRejectedRecord)]
+
+    state, rejected = run(main())
+    assert len(rejected) == 2  # '..' and the absolute path never become intents
+    receipts = {r[1]: r[2] for r in state["receipts"]}
+    assert set(receipts) == {"ok", "error"}
+    assert "hello from inside" in str(receipts["ok"])
+    assert "top secret" not in str(state) and "path_escape" in str(receipts["error"])
+
+
+def test_host_grants_outside_the_kernels_roots_are_refused_at_create(granting_kernel, tmp_path):
+    """A manifest granting host.fs outside the directories the kernel grants cannot be created."""
+    kernel = granting_kernel
+    doc = scripted_manifest({"files": {"cap": "host.fs", "params": {"root": "/etc", "read_only": True}}},
+                            ["sys/host.fs.read@1"])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            with pytest.raises(PermissionDenied):
+                await worlds.create(doc, {}, "greedy")
+            return await worlds.list()
+
+    assert run(main()) == []
+
+
+def test_runaway_wasm_is_stopped_by_fuel_and_reported(granting_kernel):
+    """A workflow that never returns traps on fuel; the world records it and the kernel keeps serving."""
+    kernel = granting_kernel
+    digest, data = wasm_module(runaway_wasm())
+    doc = {
+        "version": 1,
+        "schemas": {"t/S@1": {"record": {"n": "nat"}}, "t/E@1": {"record": {"n": "nat"}}},
+        "modules": {"t/runaway@1": {"runtime": "wasm", "hash": digest}},
+        "workflows": {"t/loop@1": {"module": "t/runaway@1", "state": "t/S@1", "event": "t/E@1"}},
+        "routing": [{"event": "t/E@1", "workflow": "t/loop@1"}],
+    }
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {digest: data}, "runaway")
+            await world.send("t/E@1", {"n": 1})
+            info, traps = await world.describe()
+            cas = await admin.cas("u")
+            return traps, await cas.put(b"kernel still serving")
+
+    traps, address = run(main())
+    assert traps and traps[0].startswith("FuelExhausted")
+    assert address.startswith("sha256:")
+
+
+def test_timer_fires_after_the_world_hibernated(granting_kernel):
+    """A world sets a timer, hibernates while it waits, and wakes when the timer fires."""
+    import time
+
+    kernel = granting_kernel
+    doc = scripted_manifest({"timer": {"cap": "timer"}}, ["sys/timer.set@1"])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "sleeper")
+            due = time.time_ns() + 1_500_000_000
+            await world.send(SCRIPT, {"effects": [effect("sys/timer.set@1", deliver_at_ns=due, key="wake")]})
+
+            async def hibernated():
+                return not (await worlds.list())[0]["awake"]
+
+            await wait_for(hibernated)
+
+            async def fired():
+                listed = (await worlds.list())[0]
+                if not listed["awake"]:
+                    return None
+                state = await world.state(WORKFLOW)
+                return state if state["receipts"] else None
+
+            state = await wait_for(fired)
+            await assert_replays(admin, "u", world, "sleeper", doc, {})
+            return state, due
+
+    state, due = run(main())
+    assert state["receipts"] == [["sys/timer.set@1", "ok", {"delivered_at_ns": due, "key": "wake"}]]
+
+
+def test_hibernated_world_wakes_on_its_next_event(granting_kernel):
+    """After hibernating, a world keeps its state and takes the next event."""
+    kernel = granting_kernel
+    doc = scripted_manifest({}, [])
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "napper")
+            await world.send(SCRIPT, {})
+
+            async def hibernated():
+                return not (await worlds.list())[0]["awake"]
+
+            await wait_for(hibernated)
+            await world.send(SCRIPT, {})
+            return await world.state(WORKFLOW), (await worlds.list())[0]["awake"]
+
+    state, awake = run(main())
+    assert state["n"] == 2 and awake
