@@ -381,6 +381,10 @@ class WorldClient(RemoteCap):
     async def send(self, schema: str, value: Any) -> int:
         return (await call(self.cap.send(schema, jsonvalue.dumps(value)))).seq  # type: ignore[no-any-return]
 
+    async def send_batch(self, events: list[tuple[str, Any]]) -> list[int]:
+        batch = [{"eventSchema": schema, "value": jsonvalue.dumps(value)} for schema, value in events]
+        return list((await call(self.cap.sendBatch(batch))).seqs)
+
     async def state(self, workflow: str, key: Any = None) -> Any:
         reply = await call(self.cap.state(workflow, "" if key is None else jsonvalue.dumps(key)))
         return jsonvalue.loads(reply.value) if reply.exists else None

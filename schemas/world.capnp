@@ -80,6 +80,16 @@ interface World extends(Caps.Held) {
 
   describe @6 () -> (info :WorldInfo, traps :List(Text));
   # Status, and the most recent workflow traps (e.g. FuelExhausted).
+
+  sendBatch @7 (events :List(Event)) -> (seqs :List(UInt64));
+  # Send several events in one call, in order (the fast path for bulk
+  # ingress). All are checked at the door first: if any is bad, none is sent
+  # and the error names its index. Returns each event's journal position.
+}
+
+struct Event {
+  eventSchema @0 :Text;
+  value @1 :Text;   # JSON
 }
 
 interface WorldWatcher {

@@ -234,6 +234,15 @@ class WorldHost:
     async def send(self, universe: str, world_id: str, schema: str, value: Any) -> int:
         return await (await self.driver(universe, world_id)).send_event(schema, value)
 
+    async def send_batch(self, universe: str, world_id: str, events: list[tuple[str, Any]]) -> list[int]:
+        """Door-check all, then submit all at once so they share journal batches."""
+        driver = await self.driver(universe, world_id)
+        for i, (schema, value) in enumerate(events):
+            bad = driver.world.check_event(schema, value)
+            if bad is not None:
+                raise type(bad)(f"events[{i}]{bad.path[1:]}", bad.message)
+        return list(await asyncio.gather(*(driver.send_event(s, v) for s, v in events)))
+
     async def snapshot(self, universe: str, world_id: str) -> tuple[str, int]:
         """Store the world's state in CAS and journal the marker; returns (address, marker seq)."""
         driver = await self.driver(universe, world_id)

@@ -93,6 +93,11 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         return await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
 
     @remote()
+    async def sendBatch(self, events: Any, _context: Any, **kwargs: Any) -> Any:
+        batch = [(e.eventSchema, jsonvalue.loads(e.value, f"events[{i}].value")) for i, e in enumerate(events)]
+        return await self.host.send_batch(self.universe, self.world_id, batch)
+
+    @remote()
     async def state(self, workflow: str, key: str, _context: Any, **kwargs: Any) -> Any:
         driver = await self.host.driver(self.universe, self.world_id)
         if workflow not in driver.world.manifest.workflows:

@@ -161,3 +161,21 @@ def test_journal_tail_streams_new_records(kernel):
 
     seen = run(main())
     assert seen[0] == (0, "snapshot") and (1, "event") in seen
+
+
+def test_send_batch_is_all_or_nothing_at_the_door(kernel):
+    """sendBatch journals events in order; one bad event refuses the whole batch and names its index."""
+    doc, wasm = bundle("counter")
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _worlds(kernel, conn)
+            world, _ = await worlds.create(doc, wasm, "batch")
+            seqs = await world.send_batch([("demo/CounterEvent@1", {"by": n}) for n in range(1, 101)])
+            with pytest.raises(SchemaViolation) as info:
+                await world.send_batch([("demo/CounterEvent@1", {"by": 1}), ("demo/CounterEvent@1", {"by": "x"})])
+            return seqs, str(info.value), await world.state("demo/counter@1")
+
+    seqs, error, state = run(main())
+    assert seqs == sorted(seqs) and len(seqs) == 100
+    assert error.startswith("events[1]") and state == {"count": 5050}
