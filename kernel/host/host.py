@@ -114,6 +114,13 @@ class WorldHost:
                         raise InvalidArgument(f"module bytes do not hash to {module.artifact_hash}")
                 elif not cas.has(universe, module.artifact_hash or ""):
                     raise InvalidArgument(f"module {module.artifact_hash} is neither uploaded nor in CAS")
+        # every definition under the SHA-256 of its canonical CBOR, so the manifest's
+        # canonical form (which names definitions by those hashes) resolves in CAS
+        for defs in (manifest.schemas, manifest.modules, manifest.workflows, manifest.effects, manifest.grants):
+            for definition in defs.values():
+                await cas.put(universe, cbor.encode(definition.canonical()))
+        if await cas.put(universe, cbor.encode(manifest.canonical())) != manifest.hash:
+            raise InvalidArgument("manifest hash mismatch")  # the encoder and the hash disagree: a bug
         manifest_address = await cas.put(universe, cbor.encode(_plain(doc)))
         runtimes = self._runtimes(universe, manifest_address, manifest)
         world = World(manifest, runtimes, world_id)

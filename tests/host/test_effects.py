@@ -257,3 +257,51 @@ def test_hibernated_world_wakes_on_its_next_event(granting_kernel):
 
     state, awake = run(main())
     assert state["n"] == 2 and awake
+
+
+def test_effects_of_one_step_run_concurrently(kernel):
+    """Two HTTP effects emitted in one step are in flight together: a server that needs both at once answers both."""
+    import http.server
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            try:
+                barrier.wait()  # only returns once the other request has arrived too
+                code = 200
+            except threading.BrokenBarrierError:
+                code = 500
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    doc = scripted_manifest({"web": {"cap": "http", "params": {"hosts": ["127.0.0.1"]}}}, ["sys/http.request@1"])
+    doc["schemas"]["sys/Http@1"] = {"record": {"method": "text", "url": "text"}}
+    doc["effects"]["sys/http.request@1"] = {"params": "sys/Http@1", "receipt": "sys/Any@1", "cap": "http"}
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "parallel")
+            await world.send(SCRIPT, {"effects": [effect("sys/http.request@1", method="GET", url=f"{url}/a"),
+                                                  effect("sys/http.request@1", method="GET", url=f"{url}/b")]})
+
+            async def both():
+                state = await world.state(WORKFLOW)
+                return state if len(state["receipts"]) == 2 else None
+
+            return await wait_for(both)
+
+    state = run(main())
+    server.shutdown()
+    assert [r[1] for r in state["receipts"]] == ["ok", "ok"]
+    assert all(r[2]["status"] == 200 for r in state["receipts"])

@@ -179,3 +179,24 @@ def test_send_batch_is_all_or_nothing_at_the_door(kernel):
     seqs, error, state = run(main())
     assert seqs == sorted(seqs) and len(seqs) == 100
     assert error.startswith("events[1]") and state == {"count": 5050}
+
+
+def test_every_definition_is_in_cas_under_its_canonical_hash(kernel):
+    """The manifest's canonical form and each definition it names are stored in CAS under their hashes."""
+    from aos.kernel.world import parse_manifest
+    from aos.kernel.world.manifest import def_hash
+
+    doc, wasm = bundle("counter")
+    manifest = parse_manifest(doc)
+    expected = [manifest.hash] + [def_hash(d) for defs in (manifest.schemas, manifest.workflows, manifest.modules)
+                                  for d in defs.values()]
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _worlds(kernel, conn)
+            _, info = await worlds.create(doc, wasm, "defs")
+            cas = await admin.cas("u")
+            return info["manifestHash"], [await cas.has(h) for h in expected]
+
+    manifest_hash, present = run(main())
+    assert manifest_hash == manifest.hash and all(present)
