@@ -47,6 +47,7 @@ class _Input:
     record: EventRecord | ReceiptRecord | SnapshotRecord
     extra_ops: list[Op]
     future: asyncio.Future[int] | None
+    door_checked: bool = False
 
 
 @dataclass
@@ -108,7 +109,8 @@ class WorldDriver:
         bad = self.world.check_event(schema, value)
         if bad is not None:
             raise bad
-        return await self.submit(EventRecord(schema, value, Stamp(time.time_ns(), os.urandom(16))), extra_ops)
+        record = EventRecord(schema, value, Stamp(time.time_ns(), os.urandom(16)))
+        return await self.submit(record, extra_ops, door_checked=True)
 
     async def deliver_receipt(self, intent_hash: str, receipt: Receipt, extra_ops: list[Op] | None = None) -> None:
         payload: Any = dict(receipt.payload)
@@ -125,11 +127,12 @@ class WorldDriver:
             status, payload = "error", {"error": "bad_receipt", "message": str(bad)}
         await self.submit(ReceiptRecord(intent_hash, status, payload, Stamp(time.time_ns(), b"")), extra_ops)
 
-    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord, extra_ops: list[Op] | None = None) -> asyncio.Future[int]:
+    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord, extra_ops: list[Op] | None = None,
+               door_checked: bool = False) -> asyncio.Future[int]:
         if self.failed is not None:
             raise WorldError(f"world {self.world_id} is stopped after a storage failure")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._inbox.append(_Input(record, extra_ops or [], future))
+        self._inbox.append(_Input(record, extra_ops or [], future, door_checked))
         self._wake.set()
         return future
 
@@ -150,7 +153,7 @@ class WorldDriver:
             intents: list[EffectIntentRecord] = []
             answers: list[tuple[_Input, int, str]] = []
             for item in batch:
-                result = self.world.apply(item.record)
+                result = self.world.apply(item.record, item.door_checked)
                 answers.append((item, len(blobs), result.error.message if result.status == "rejected" and result.error else ""))
                 blobs.append(item.record.encode())
                 blobs.extend(r.encode() for r in result.records)

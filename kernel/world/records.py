@@ -73,7 +73,12 @@ class _Record:
         return d
 
     def encode(self) -> bytes:
-        return cbor.encode(self.to_value())
+        # records are immutable and encoded more than once (hashing, journaling): keep the bytes
+        cached: bytes | None = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = cbor.encode(self.to_value())
+            object.__setattr__(self, "_encoded", cached)
+        return cached
 
 
 @dataclass(frozen=True)
