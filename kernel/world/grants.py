@@ -54,10 +54,17 @@ def _http(g: GrantDef, e: EffectDef, p: Any) -> str | None:
     url = p.get("url") if isinstance(p, dict) else None
     if not isinstance(url, str):
         return "http params need a url"
-    host = urlsplit(url).hostname
-    if host not in g.params["hosts"]:
-        return f"host {host!r} is not allowed"
-    return None
+    parts = urlsplit(url)
+    host = parts.hostname
+    try:
+        port = parts.port
+    except ValueError:
+        return "the url has a bad port"
+    # an entry is "*", a host (any port) or "host:port" (that port only), as the adapter matches
+    allowed = g.params["hosts"]
+    if "*" in allowed or host in allowed or (port is not None and f"{host}:{port}" in allowed):
+        return None
+    return f"host {parts.netloc!r} is not allowed"
 
 
 def _llm(g: GrantDef, e: EffectDef, p: Any) -> str | None:

@@ -30,9 +30,14 @@ RUNTIMES = ("wasm", "python")
 # Capability kinds a grant can carry, with the parameters each accepts
 # (validated with the type language itself).
 GRANT_PARAMS: dict[str, Any] = {
-    "host.fs": {"record": {"root": "text", "read_only": {"option": "bool"}}},
-    "host.exec": {"record": {"cwd": "text", "commands": {"option": {"list": "text"}}}},
-    "http": {"record": {"hosts": {"list": "text"}}},
+    # (the adapters in adapters/ read the same fields; docs/adapters.md lists them)
+    "host.fs": {"record": {"root": "text", "read_only": {"option": "bool"}, "max_read_bytes": {"option": "nat"},
+                           "max_write_bytes": {"option": "nat"}}},
+    "host.exec": {"record": {"cwd": "text", "commands": {"option": {"list": "text"}}, "shell": {"option": "bool"},
+                             "inherit_env": {"option": {"list": "text"}}, "max_timeout_s": {"option": "nat"},
+                             "max_output_bytes": {"option": "nat"}}},
+    "http": {"record": {"hosts": {"list": "text"}, "methods": {"option": {"list": "text"}},
+                        "max_timeout_s": {"option": "nat"}, "max_body_bytes": {"option": "nat"}}},
     "llm": {
         "record": {
             "providers": {"list": "text"},
