@@ -54,3 +54,18 @@ async def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02) -> 
             await asyncio.sleep(interval)
 
     return await asyncio.wait_for(loop(), timeout)
+
+
+async def decoded_journal(admin: Any, universe: str, world_id: str) -> list[Any]:
+    """The world's whole raw journal as record objects (``decode_record``), index = journal seq."""
+    return [decode_record(raw) for raw in await raw_journal(admin, universe, world_id)]
+
+
+async def wait_for_state(world: Any, workflow: str, condition, key: Any = None, timeout: float = 15.0) -> Any:
+    """Poll a workflow's state until ``condition(state)`` holds; returns that state."""
+
+    async def check() -> Any:
+        state = await world.state(workflow, key)
+        return state if state is not None and condition(state) else None
+
+    return await wait_for(check, timeout)
