@@ -73,10 +73,13 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
         seq = await world.send(args.schema, jsonvalue.loads(args.value, "the event value"))
         return {"world": args.world, "seq": seq}
     if action == "state":
-        info, _ = await world.describe()
         if args.workflow:
-            key = jsonvalue.loads(args.key, "--key") if args.key is not None else None
-            return {"state": {args.workflow: await world.state(args.workflow, key)}}
+            if args.key is not None:
+                return {"state": {args.workflow: await world.state(args.workflow, jsonvalue.loads(args.key, "--key"))}}
+            keyed = (await world.workflows()).get(args.workflow)
+            if keyed is None:
+                raise InvalidArgument(f"no workflow {args.workflow!r} in world {args.world}")
+            return {"state": {args.workflow: await _state_of(world, args.workflow, keyed)}}
         return {"state": await _all_states(world)}
     if action == "snapshot":
         address, seq = await world.snapshot()
@@ -89,17 +92,16 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
 
 
 async def _all_states(world: Any) -> dict[str, Any]:
-    # the manifest's workflows are not on the wire; the journal's state records name them
     out: dict[str, Any] = {}
-    records, _ = await world.journal(0, 4096)
-    names = sorted({change[0] for r in records if r["kind"] == "state" for change in r["changes"]})
-    for name in names:
-        keys = await world.cells(name)
-        if keys and keys != [None]:
-            out[name] = {k if isinstance(k, str) else json.dumps(k): await world.state(name, k) for k in keys}
-        else:
-            out[name] = await world.state(name)
+    for name, keyed in (await world.workflows()).items():
+        out[name] = await _state_of(world, name, keyed)
     return out
+
+
+async def _state_of(world: Any, name: str, keyed: bool) -> Any:
+    if not keyed:
+        return await world.state(name)
+    return {k if isinstance(k, str) else json.dumps(k): await world.state(name, k) for k in await world.cells(name)}
 
 
 async def _tail(args: argparse.Namespace, world: Any) -> None:

@@ -409,6 +409,10 @@ class WorldClient(RemoteCap):
         reply = await call(self.cap.describe())
         return reply.info.to_dict(), list(reply.traps)
 
+    async def workflows(self) -> dict[str, bool]:
+        """Workflow name -> keyed (cells) or not."""
+        return {w.name: w.keyed for w in (await call(self.cap.describe())).workflows}
+
 
 _FACADES: dict[str, type[RemoteCap]] = {
     "kernel": KernelClient,

@@ -78,13 +78,19 @@ interface World extends(Caps.Held) {
   # Store the current state in CAS and journal a marker. Replay from the
   # marker gives the same state.
 
-  describe @6 () -> (info :WorldInfo, traps :List(Text));
-  # Status, and the most recent workflow traps (e.g. FuelExhausted).
+  describe @6 () -> (info :WorldInfo, traps :List(Text), workflows :List(WorkflowInfo));
+  # Status, the most recent workflow traps (e.g. FuelExhausted), and the
+  # world's workflows.
 
   sendBatch @7 (events :List(Event)) -> (seqs :List(UInt64));
   # Send several events in one call, in order (the fast path for bulk
   # ingress). All are checked at the door first: if any is bad, none is sent
   # and the error names its index. Returns each event's journal position.
+}
+
+struct WorkflowInfo {
+  name @0 :Text;
+  keyed @1 :Bool;   # one state per key (cells); read them with cells + state(key)
 }
 
 struct Event {

@@ -48,7 +48,7 @@ from .generate import (
 )
 from .http import AdapterTimeout
 from .retry import RetryPolicy, retry
-from .streaming import StreamResult, stream
+from .streaming import StreamResult, stream, stream_object
 from .tools import Tool
 from .types import (
     AudioData,
@@ -83,7 +83,7 @@ __all__ = [
     "ProviderAdapter", "HttpAdapter", "OpenAIAdapter", "AnthropicAdapter", "GeminiAdapter",
     "OpenAICompatibleAdapter", "AdapterTimeout",
     # high level
-    "generate", "stream", "generate_object", "GenerateResult", "StepResult", "StreamResult",
+    "generate", "stream", "generate_object", "stream_object", "GenerateResult", "StepResult", "StreamResult",
     "TimeoutConfig", "Tool", "StreamAccumulator", "RetryPolicy", "retry", "AbortController", "AbortSignal",
     # data model
     "Role", "ContentKind", "ContentPart", "Message", "ImageData", "AudioData", "DocumentData",

@@ -155,20 +155,30 @@ def _litellm() -> Any:
 def estimate_cost(model: str, usage: Usage, provider: str | None = None) -> float | None:
     """USD cost of ``usage`` on ``model``: litellm's local cost map first (it
     knows cache-read pricing), then the catalog's prices; None if unknown."""
+    cost = litellm_cost(model, usage, provider)
+    return cost if cost is not None else catalog_cost(model, usage)
+
+
+def litellm_cost(model: str, usage: Usage, provider: str | None = None) -> float | None:
     litellm = _litellm()
-    if litellm is not None:
-        name = f"gemini/{model}" if provider == "gemini" and "/" not in model else model
-        try:
-            prompt, completion = litellm.cost_per_token(
-                model=name,
-                prompt_tokens=usage.input_tokens,
-                completion_tokens=usage.output_tokens,
-                cache_read_input_tokens=usage.cache_read_tokens or 0,
-                cache_creation_input_tokens=usage.cache_write_tokens or 0,
-            )
-            return float(prompt + completion)
-        except Exception:  # noqa: BLE001 - litellm raises bare Exceptions for unknown models
-            pass
+    if litellm is None:
+        return None
+    name = f"gemini/{model}" if provider == "gemini" and "/" not in model else model
+    try:
+        prompt, completion = litellm.cost_per_token(
+            model=name,
+            prompt_tokens=usage.input_tokens,
+            completion_tokens=usage.output_tokens,
+            cache_read_input_tokens=usage.cache_read_tokens or 0,
+            cache_creation_input_tokens=usage.cache_write_tokens or 0,
+        )
+    except Exception:  # noqa: BLE001 - litellm raises bare Exceptions for unknown models
+        return None
+    return float(prompt + completion)
+
+
+def catalog_cost(model: str, usage: Usage) -> float | None:
+    """Cost from the catalog's list prices (no cache discounts)."""
     info = get_model_info(model)
     if info is None or info.input_cost_per_million is None or info.output_cost_per_million is None:
         return None

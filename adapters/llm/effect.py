@@ -93,7 +93,11 @@ def _frame(event: StreamEvent) -> dict[str, Any] | None:
         t in (StreamEventType.TOOL_CALL_START, StreamEventType.TOOL_CALL_DELTA, StreamEventType.TOOL_CALL_END)
         and event.tool_call
     ):
-        frame = {"type": t.value, "id": event.tool_call.id, "name": event.tool_call.name}
+        frame: dict[str, Any] = {
+            "type": StreamEventType(t).value,
+            "id": event.tool_call.id,
+            "name": event.tool_call.name,
+        }
         if t == StreamEventType.TOOL_CALL_DELTA:
             frame["delta"] = event.delta
         return frame
@@ -194,7 +198,7 @@ class LlmGenerateAdapter:
                 response = (await generate(params["model"], **kwargs)).response
         finally:
             await client.close()
-        receipt = {"status": "ok", "response": response_to_dict(response)}
+        receipt: dict[str, Any] = {"status": "ok", "response": response_to_dict(response)}
         cost = estimate_cost(params["model"], response.usage, provider) if params.get("cost", False) else None
         if cost is not None:
             receipt["cost_usd"] = cost

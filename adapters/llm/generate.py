@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from . import structured
 from .abort import AbortSignal, run_abortable
 from .client import Client, get_default_client
-from .errors import NoObjectGeneratedError
 from .loop import (
     GenerateResult,
     Plan,
@@ -23,11 +22,9 @@ from .loop import (
     step_result,
     with_timeout,
 )
-from .providers import anthropic
 from .retry import RetryPolicy, retry
-from .schema import validate
 from .tools import RepairFn, Tool, execute_tool_calls
-from .types import Message, ResponseFormat, ToolChoice, ToolChoiceMode, ToolResult
+from .types import Message, ResponseFormat, ToolChoice, ToolResult
 
 __all__ = ["generate", "generate_object", "GenerateResult", "StepResult", "TimeoutConfig"]
 
@@ -94,9 +91,6 @@ async def generate(
     return result
 
 
-_OBJECT_TOOL = "structured_output"
-
-
 async def generate_object(
     model: str,
     prompt: str | None = None,
@@ -111,48 +105,13 @@ async def generate_object(
 ) -> GenerateResult:
     """Generate JSON matching ``schema``; ``result.output`` is the parsed object.
 
-    OpenAI and Gemini use their native structured output; Anthropic, which
-    has none, is forced to call a tool whose input schema is ``schema``.
     Raises ``NoObjectGeneratedError`` (never retried) if the output does not
-    parse or validate.
+    parse or validate. See ``structured.py`` for how each provider is asked.
     """
     client = client or get_default_client()
-    name = provider or client.default_provider
-    adapter = client.providers.get(name or "")
-    if getattr(adapter, "codec", None) is anthropic:
-        tool = Tool(_OBJECT_TOOL, f"Return the {schema_name} object.", schema)
-        result = await generate(
-            model, prompt, messages=messages, system=system, provider=provider, client=client, tools=[tool],
-            tool_choice=ToolChoice(ToolChoiceMode.NAMED, _OBJECT_TOOL), max_tool_rounds=0, **kwargs,
-        )  # fmt: skip
-        calls = [c for c in result.tool_calls if c.name == _OBJECT_TOOL]
-        raw: Any = calls[0].arguments if calls else None
-        if isinstance(raw, str):
-            raw = _parse(raw)
-    else:
-        fmt = ResponseFormat("json_schema", schema, strict=True, name=schema_name)
-        result = await generate(
-            model,
-            prompt,
-            messages=messages,
-            system=system,
-            provider=provider,
-            client=client,
-            response_format=fmt,
-            **kwargs,
-        )
-        raw = _parse(result.text)
-    if not isinstance(raw, (dict, list)):
-        raise NoObjectGeneratedError(f"model output is not JSON: {result.text[:200]!r}")
-    problems = validate(raw, schema)
-    if problems:
-        raise NoObjectGeneratedError("model output does not match the schema: " + "; ".join(problems))
-    result.output = raw
+    mode = structured.request_kwargs(client, provider, schema, schema_name)
+    result = await generate(
+        model, prompt, messages=messages, system=system, provider=provider, client=client, **mode, **kwargs
+    )
+    result.output = structured.extract(result.response, schema)
     return result
-
-
-def _parse(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None

@@ -8,7 +8,7 @@ transport failures into the error hierarchy at the boundary.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,7 @@ class HttpTransport:
             raise NetworkError(f"{self.provider}: response is not JSON: {text[:200]}")
         return body, dict(resp.headers)
 
-    async def open_sse(self, call: HttpCall) -> tuple[dict[str, str], AsyncIterator[SseEvent]]:
+    async def open_sse(self, call: HttpCall) -> tuple[dict[str, str], AsyncGenerator[SseEvent, None]]:
         """Open a stream. HTTP errors raise here, before any event exists."""
         try:
             resp = await self._client.send(self._request(call), stream=True)
@@ -122,7 +122,7 @@ class HttpTransport:
             raise self._error(resp, raw)
         return dict(resp.headers), self._events(resp)
 
-    async def _events(self, resp: httpx.Response) -> AsyncIterator[SseEvent]:
+    async def _events(self, resp: httpx.Response) -> AsyncGenerator[SseEvent, None]:
         parser = SseParser()
         try:
             async for chunk in resp.aiter_bytes():

@@ -10,9 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from . import structured
 from .abort import AbortSignal, run_abortable
 from .accumulator import StreamAccumulator
-from .client import Client
+from .client import Client, get_default_client
 from .errors import AbortError, RequestTimeoutError, SDKError
 from .loop import (
     Plan,
@@ -25,6 +26,7 @@ from .loop import (
     step_result,
     with_timeout,
 )
+from .partial_json import parse_partial
 from .retry import RetryPolicy
 from .tools import RepairFn, Tool, execute_tool_calls
 from .types import (
@@ -87,7 +89,7 @@ class StreamResult:
         work = with_timeout(remaining, anext(events), "stream")
         if plan.abort_signal is None:
             return await work  # type: ignore[no-any-return]
-        return await run_abortable(work, plan.abort_signal)  # type: ignore[no-any-return]
+        return await run_abortable(work, plan.abort_signal)
 
     async def _open(self, request: Request, deadline: float | None) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
         """First event of one step, retrying failures that happen before it."""
@@ -195,3 +197,39 @@ def stream(
         max_retries, retry_policy, timeout, abort_signal, client, metadata, repair_tool_call,
     )  # fmt: skip
     return StreamResult(plan)
+
+
+async def stream_object(
+    model: str,
+    prompt: str | None = None,
+    *,
+    schema: dict[str, Any],
+    schema_name: str = "output",
+    messages: list[Message] | None = None,
+    system: str | None = None,
+    provider: str | None = None,
+    client: Client | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[Any]:
+    """Yield ever-larger partial objects as the JSON streams in; the last item
+    yielded is the complete object, validated against ``schema``.
+
+    Raises ``NoObjectGeneratedError`` at the end if the output does not parse
+    or validate (partials are best effort and never validated).
+    """
+    client = client or get_default_client()
+    mode = structured.request_kwargs(client, provider, schema, schema_name)
+    via_tool = "tools" in mode
+    result = stream(model, prompt, messages=messages, system=system, provider=provider, client=client, **mode, **kwargs)
+    text = ""
+    last: Any = None
+    async for event in result:
+        if (event.type == StreamEventType.TOOL_CALL_DELTA) if via_tool else (event.type == StreamEventType.TEXT_DELTA):
+            text += event.delta or ""
+            partial = parse_partial(text)
+            if partial is not None and partial != last:
+                last = partial
+                yield partial
+    final = structured.extract(await result.response(), schema)
+    if final != last:
+        yield final

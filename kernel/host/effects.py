@@ -104,6 +104,9 @@ class EffectDispatcher:
         if adapter is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
         grant = driver.world.manifest.grants[intent.grant]
+        if grant.cap in ("host.fs", "host.exec") and not driver.host.covers_host_grant(grant):
+            # the operator may have stopped granting this directory since the world was made
+            return Receipt.fail("not_granted", f"this kernel no longer grants {grant.cap} for grant {grant.name!r}")
         call = EffectCall(kind, params, _grant_params(grant.params, driver), intent.idempotency_key, self.secrets)
 
         async def frame(value: Mapping[str, Any]) -> None:

@@ -18,7 +18,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Receipt
@@ -30,7 +30,7 @@ from aos.kernel.names import check_name
 from aos.kernel.world import cbor
 from aos.kernel.world.errors import CborError, WorldError
 from aos.kernel.world.loader import load_runtimes
-from aos.kernel.world.manifest import Manifest, parse_manifest
+from aos.kernel.world.manifest import GrantDef, Manifest, parse_manifest
 from aos.kernel.world.records import decode_record
 from aos.kernel.world.replay import Replayer
 from aos.kernel.world.runtime import WasmModuleCache, WorkflowRuntime
@@ -142,14 +142,20 @@ class WorldHost:
         log.info("event=world_created universe=%s world=%s manifest=%s", meta.universe, meta.world_id, meta.manifest_hash)
         return meta
 
+    def covers_host_grant(self, grant: GrantDef) -> bool:
+        """Whether this kernel's operator grants the directory a host.fs/host.exec grant names."""
+        path = grant.params.get("root") if grant.cap == "host.fs" else grant.params.get("cwd")
+        real = os.path.realpath(str(path))
+        return any(real == root or real.startswith(root + os.sep) for root in self.host_roots)
+
     def _check_host_grants(self, manifest: Manifest) -> None:
-        """A laptop kernel grants host.fs/host.exec only under the roots its operator named."""
+        """A laptop kernel grants host.fs/host.exec only under the roots its operator named.
+
+        Checked at create, and again by the dispatcher for every effect, since a
+        kernel may restart with fewer ``--grant-host`` directories."""
         for grant in manifest.grants.values():
-            if grant.cap not in ("host.fs", "host.exec"):
-                continue
-            path = grant.params.get("root") if grant.cap == "host.fs" else grant.params.get("cwd")
-            real = os.path.realpath(str(path))
-            if not any(real == root or real.startswith(root + os.sep) for root in self.host_roots):
+            if grant.cap in ("host.fs", "host.exec") and not self.covers_host_grant(grant):
+                path = grant.params.get("root") or grant.params.get("cwd")
                 raise PermissionDenied(
                     f"grant {grant.name}: {path} is not under a directory this kernel grants (aos-kernel --grant-host DIR)"
                 )
@@ -257,7 +263,7 @@ class WorldHost:
         snapshot = driver.world.snapshot()
         address = await self.services.cas.put(universe, snapshot)
         seq = await driver.submit(driver.world.snapshot_record())
-        meta = driver.meta.with_snapshot(address, seq)
+        meta = replace(driver.meta.with_snapshot(address, seq), last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms)
         await self.services.committer.commit([self.registry.put_op(meta)])
         self.registry.remember(meta)
         driver.meta = meta
@@ -300,8 +306,8 @@ class WorldHost:
         for meta in self.registry.all(universe):
             driver = self._drivers.get((universe, meta.world_id))
             height = self.services.journal.head(universe, meta.world_id).durable
-            out.append(WorldStatus(meta, driver is not None, height,
-                                   driver.stats.last_input_ms if driver else 0, driver.stats.traps if driver else 0))
+            last = (driver.stats.last_input_ms if driver else 0) or meta.last_event_ms
+            out.append(WorldStatus(meta, driver is not None, height, last, driver.stats.traps if driver else 0))
         return out
 
     # --- inboxes: timers and portal messages -----------------------------------------------------

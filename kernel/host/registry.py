@@ -22,6 +22,7 @@ class WorldMeta:
     snapshot: str = ""  # CAS address of the latest snapshot, "" = none
     snapshot_seq: int = 0  # journal seq of that snapshot's marker record (replay starts there)
     forked_from: str = ""
+    last_event_ms: int = 0  # when the world last took an input, as of its latest snapshot
 
     def with_snapshot(self, address: str, seq: int) -> WorldMeta:
         return replace(self, snapshot=address, snapshot_seq=seq)

@@ -130,10 +130,11 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def describe(self, _context: Any, **kwargs: Any) -> Any:
+        driver = await self.host.driver(self.universe, self.world_id)
         status = next(s for s in self.host.status(self.universe) if s.meta.world_id == self.world_id)
-        driver = self.host.awake(self.universe, self.world_id)
-        traps = list(driver.stats.recent_traps) if driver else []
-        return world_info(status), traps
+        workflows = [{"name": name, "keyed": wf.key is not None}
+                     for name, wf in sorted(driver.world.manifest.workflows.items())]
+        return world_info(status), list(driver.stats.recent_traps), workflows
 
 
 async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
@@ -152,9 +153,13 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
         while True:
             cap.grant.check()
             driver = cap.host.awake(universe, world_id)
-            if driver is not None and not attached:
+            if driver is not None and driver not in attached:
+                # a world that hibernated and woke has a new driver: follow it
+                for old in attached:
+                    if on_frame in old.frame_listeners:
+                        old.frame_listeners.remove(on_frame)
+                attached[:] = [driver]
                 driver.frame_listeners.append(on_frame)
-                attached.append(driver)
             while not frames.empty():
                 intent_hash, frame = frames.get_nowait()
                 await watcher.frame(intent_hash, jsonvalue.dumps(frame))

@@ -146,8 +146,6 @@ def test_world_journal_tail_follows_new_events_until_sigint(aos):
     assert code == 130, tail.stderr.read()
 
 
-@pytest.mark.xfail(strict=True, reason="aos/cli_world.py _all_states finds workflow names only in the world's own "
-                                       "journal's state records; a fork's journal starts at its genesis snapshot")
 def test_world_state_of_a_fork_shows_the_inherited_state(aos):
     """`aos world state` of a fresh fork, with no workflow name given, shows the state it inherited from its source."""
     aos("world", "create", "examples/counter", "--id", "c1")

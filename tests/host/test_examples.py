@@ -366,8 +366,6 @@ def test_fs_notes_writes_and_lists_files_under_the_granted_root(example_kernel, 
     assert ids == ["notes"]
 
 
-@pytest.mark.xfail(strict=True, reason="kernel/host/host.py checks host.fs roots against --grant-host only in create(); "
-                                       "a world created earlier keeps writing after the kernel restarts without the grant")
 def test_fs_notes_loses_host_access_when_the_kernel_no_longer_grants_its_root(example_kernel):
     """After a restart without --grant-host, a world's host.fs write is refused (at the door, at admission or by its receipt) and no file appears."""
     kernel = example_kernel

@@ -62,8 +62,8 @@ def _user_part(part: ContentPart) -> dict[str, Any]:
         if img.detail:
             out["detail"] = img.detail
         return out
-    if part.kind == ContentKind.DOCUMENT and part.document is not None and part.document.data is not None:
-        doc = part.document
+    doc = part.document
+    if part.kind == ContentKind.DOCUMENT and doc is not None and doc.data is not None:
         uri = f"data:{doc.media_type or 'application/pdf'};base64,{base64.b64encode(doc.data).decode()}"
         return {"type": "input_file", "filename": doc.file_name or "document.pdf", "file_data": uri}
     raise InvalidRequestError(f"openai: content kind {part.kind!r} is not supported in input", provider=NAME)
@@ -297,11 +297,11 @@ class StreamDecoder:
             )
             return out
         if kind == "response.function_call_arguments.delta":
-            call = self._call_ids.get(data.get("item_id", ""))
-            if call is None:
+            pending = self._call_ids.get(data.get("item_id", ""))
+            if pending is None:
                 return [StreamEvent(StreamEventType.PROVIDER_EVENT, raw=data)]
-            call.raw_arguments = (call.raw_arguments or "") + data.get("delta", "")
-            return [StreamEvent(StreamEventType.TOOL_CALL_DELTA, delta=data.get("delta", ""), tool_call=call)]
+            pending.raw_arguments = (pending.raw_arguments or "") + data.get("delta", "")
+            return [StreamEvent(StreamEventType.TOOL_CALL_DELTA, delta=data.get("delta", ""), tool_call=pending)]
         if kind == "response.output_item.done":
             item = data.get("item") or {}
             itype = item.get("type")

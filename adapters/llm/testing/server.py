@@ -16,6 +16,7 @@ import socket
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -92,9 +93,10 @@ class ProviderTwin:
             if self._turns:
                 raise AssertionError(f"twin script not consumed: {len(self._turns)} turn(s) left")
 
-    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate: Callable[[ProviderTwin], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate(twin)`` holds (True) or ``timeout`` passes (False)."""
         with self._cond:
-            return self._cond.wait_for(lambda: predicate(self), timeout)
+            return bool(self._cond.wait_for(lambda: predicate(self), timeout))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ProviderTwin:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .script import ErrorReply, TwinRequest
+from .script import ErrorReply, ModelTurn, TwinRequest
 
 
 def sse(event: str | None, payload: Any, eol: str = "\n") -> bytes:
@@ -37,6 +37,15 @@ class Wire:
 
     def auth_error(self, key: str | None) -> ErrorReply:
         return ErrorReply(401, "Incorrect API key provided.")
+
+    def error_body(self, status: int, message: str, code: str | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_json(self, turn: ModelTurn, req: TwinRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_sse(self, turn: ModelTurn, req: TwinRequest) -> list[bytes]:
+        raise NotImplementedError
 
 
 def split(s: str, n: int) -> list[str]:
