@@ -47,13 +47,28 @@ def inbox(world_id: str) -> str:
     return f"world.{world_id}"
 
 
+# provider keys may also come from the variables the LLM spec names
+_PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
 def env_secrets(name: str) -> str:
-    """Secrets resolved at dispatch from the kernel's environment: ``AOS_SECRET_<NAME>``."""
+    """Secrets resolved at dispatch from the kernel's environment: ``AOS_SECRET_<NAME>``
+    (or, for provider API keys, the provider's usual variable). Only the operator
+    decides what a world can name."""
     var = "AOS_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
     value = os.environ.get(var)
+    if value is None and name.upper() in _PROVIDER_KEYS:
+        value = os.environ.get(name.upper())
     if value is None:
         raise AosError(f"secret {name!r} is not configured (set {var} for the kernel)")
     return value
+
+
+def llm_base_urls() -> dict[str, str]:
+    """Provider endpoints from the kernel's environment (the spec's ``*_BASE_URL``), never from a world."""
+    names = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "gemini": "GEMINI_BASE_URL",
+             "openai_compatible": "OPENAI_COMPATIBLE_BASE_URL"}
+    return {provider: os.environ[var] for provider, var in names.items() if os.environ.get(var)}
 
 
 class EffectDispatcher:
@@ -69,7 +84,6 @@ class EffectDispatcher:
             ("aos.adapters.host_fs", "HostFsAdapter"),
             ("aos.adapters.host_exec", "HostExecAdapter"),
             ("aos.adapters.http", "HttpAdapter"),
-            ("aos.adapters.llm.effect", "LlmGenerateAdapter"),
         )
         import importlib
 
@@ -100,6 +114,8 @@ class EffectDispatcher:
             return await self._blob(driver, kind, params)
         if kind == "portal.send":
             return await self._portal_send(driver, intent, params)
+        if kind == "llm.generate":
+            return await self._llm(driver, intent, params)
         adapter = self.adapters.get(kind)
         if adapter is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
@@ -136,6 +152,31 @@ class EffectDispatcher:
         except AosError as exc:
             return Receipt.fail(exc.code, str(exc))
 
+    async def _llm(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
+        from aos.adapters.llm.effect import LlmGenerateAdapter
+
+        universe = driver.universe
+
+        def blob_get(address: str) -> bytes:
+            return self.services.cas.get(universe, address)
+
+        # a world must not choose where its API key is sent: drop any endpoint it names
+        safe = {k: v for k, v in params.items() if k != "base_url"}
+
+        async def frame(value: Mapping[str, Any]) -> None:
+            driver.publish_frame(intent.intent_hash, value)
+
+        try:
+            adapter = LlmGenerateAdapter(blob_get=blob_get, base_urls=llm_base_urls())
+            result = await adapter.run(safe, _Secrets(self.secrets), frame)
+        except AosError as exc:  # e.g. the secret is not configured
+            return Receipt.fail(exc.code, str(exc))
+        if result.get("status") == "ok":
+            return Receipt.ok(**{k: v for k, v in result.items() if k != "status"})
+        error = result.get("error") or {}
+        return Receipt.fail(str(error.get("code", "llm_error")), str(error.get("message", "")),
+                            **{k: v for k, v in error.items() if k not in ("code", "message") and v is not None})
+
     async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
         dest = str(params.get("dest_world", ""))
         if self.services.worlds.registry.get(driver.universe, dest) is None:
@@ -145,6 +186,16 @@ class EffectDispatcher:
         )
         accepted = await self.services.mailboxes.send(driver.universe, inbox(dest), intent.idempotency_key, payload)
         return Receipt.ok(accepted=accepted)
+
+
+class _Secrets:
+    """The LLM adapter's resolver protocol over the dispatcher's secret function."""
+
+    def __init__(self, resolve: Callable[[str], str]) -> None:
+        self._resolve = resolve
+
+    def resolve(self, name: str) -> str:
+        return self._resolve(name)
 
 
 def _grant_params(params: Any, driver: WorldDriver) -> Mapping[str, Any]:

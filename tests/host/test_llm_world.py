@@ -1,0 +1,95 @@
+"""llm.generate as a world effect: the kernel calls the provider twin; the key never reaches the journal or logs."""
+
+import os
+import sys
+
+import pytest
+
+from aos.adapters.llm.testing import ModelTurn, ProviderTwin
+from aos.kernel.client import Connection, run
+from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
+from aos.testing import KernelProcess
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worldkit import raw_journal, wait_for_state  # noqa: E402
+
+KEY = "sk-test-world-SECRET-9f8e7d6c5b4a"
+SCRIPT = "test/Script@1"
+WORKFLOW = "test/scripted@1"
+
+
+@pytest.fixture
+def twin():
+    twin = ProviderTwin("openai", api_key=KEY).start()
+    try:
+        yield twin
+    finally:
+        twin.stop()
+
+
+@pytest.fixture
+def llm_kernel(data_dir, twin):
+    env = dict(os.environ, AOS_SECRET_OPENAI_API_KEY=KEY, OPENAI_BASE_URL=twin.base_url)
+    proc = KernelProcess(data_dir, env=env).start()
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+def manifest():
+    return {
+        "version": 1,
+        "schemas": {**SCRIPTED_SCHEMAS, "sys/Any@1": "any"},
+        "modules": {"test/scripted@1": {"runtime": "python", "python_module": SCRIPTED_MODULE}},
+        "workflows": {WORKFLOW: {"module": "test/scripted@1", "entry": "scripted", "state": "test/ScriptState@1",
+                                 "event": SCRIPT, "effects": ["sys/llm.generate@1"]}},
+        "effects": {"sys/llm.generate@1": {"params": "sys/Any@1", "receipt": "sys/Any@1", "cap": "llm"}},
+        "grants": {"models": {"cap": "llm", "params": {"providers": ["openai"]}}},
+        "routing": [{"event": SCRIPT, "workflow": WORKFLOW}],
+    }
+
+
+def test_llm_generate_effect_round_trip_keeps_the_key_out_of_the_journal(llm_kernel, twin):
+    """The world gets the twin's answer as a receipt; the API key is in no journal record and no log line,
+    and a base_url in the params cannot redirect the key elsewhere."""
+    twin.script(ModelTurn(text="Hello, world", chunks=["Hello, ", "world"]))
+    params = {"provider": "openai", "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
+              "base_url": "http://127.0.0.1:9/steal"}
+
+    async def main():
+        async with await Connection.open(llm_kernel.address) as conn:
+            admin = await conn.restore_kernel(llm_kernel.admin_token)
+            world, _ = await (await admin.worlds("u")).create(manifest(), {}, "chat")
+            await world.send(SCRIPT, {"effects": [{"effect": "sys/llm.generate@1", "params": params}]})
+            state = await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 1)
+            return state, b"".join(await raw_journal(admin, "u", "chat"))
+
+    state, journal = run(main())
+    effect, status, payload = state["receipts"][0]
+    assert (effect, status) == ("sys/llm.generate@1", "ok"), payload
+    assert payload["response"]["text"] == "Hello, world"
+    twin.assert_done()
+    assert KEY.encode() not in journal
+    llm_kernel.stop()
+    assert all(KEY not in line for line in llm_kernel.log_lines + llm_kernel.output)
+
+
+def test_missing_secret_is_an_error_receipt_not_a_crash(data_dir, twin):
+    """Without a configured key the effect settles with an error receipt naming the variable to set."""
+    env = {k: v for k, v in os.environ.items() if "API_KEY" not in k}
+    kernel = KernelProcess(data_dir, env=dict(env, OPENAI_BASE_URL=twin.base_url)).start()
+    params = {"provider": "openai", "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        async def main():
+            async with await Connection.open(kernel.address) as conn:
+                admin = await conn.restore_kernel(kernel.admin_token)
+                world, _ = await (await admin.worlds("u")).create(manifest(), {}, "nokey")
+                await world.send(SCRIPT, {"effects": [{"effect": "sys/llm.generate@1", "params": params}]})
+                return await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 1)
+
+        state = run(main())
+    finally:
+        kernel.kill()
+    effect, status, payload = state["receipts"][0]
+    assert status == "error" and "AOS_SECRET_OPENAI_API_KEY" in payload["message"]
