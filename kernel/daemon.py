@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -77,6 +78,12 @@ async def run(args: argparse.Namespace) -> int:
         if server.health is not None:
             say(f"health grpc {server.health.address}")
         say(f"admin token: {server.admin_token_path}")
+        # everything made at start-up lives as long as the process: keep the cyclic GC
+        # from re-scanning it, and collect young objects less often (full collections
+        # were stalling every connection for 15-30 ms under load)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
         say("ready")
         fatal = asyncio.ensure_future(server.fatal.wait())
         stopped = asyncio.ensure_future(stop.wait())

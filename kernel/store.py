@@ -52,8 +52,8 @@ class KernelStore:
             raise KernelError(f"cannot open the database at {path}: {exc}") from None
         self._families = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
-        self._sync = rocksdict.WriteOptions()
-        self._sync.sync = True
+        self._unsynced = rocksdict.WriteOptions()
+        self._unsynced.sync = False
         self.path = path
 
     def family(self, name: str) -> rocksdict.Rdict:
@@ -83,7 +83,14 @@ class KernelStore:
                 batch.delete(op.key, handles[op.family])
             else:
                 batch.put(op.key, op.value, handles[op.family])
-        self._db.write(batch, self._sync)
+        # rocksdict holds the GIL for the whole of a synced write, fsync included, which
+        # would freeze the event loop for every turn; flush_wal(sync) releases it. The
+        # batch is atomic in the WAL either way, and nothing is acknowledged before
+        # flush_wal returns. (Readers of RocksDB may see the batch a moment before it
+        # is durable: journal reads are bounded by the durable head; CAS, mail and
+        # timers tolerate it, since nothing is acknowledged early.)
+        self._db.write(batch, self._unsynced)
+        self._db.flush_wal(True)
 
     def close(self) -> None:
         self._db.close()
