@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import capnp
 
-from aos.errors import AosError, InvalidArgument, KernelUnavailable, error_from_remote
+from aos.errors import AosError, InvalidArgument, KernelUnavailable, PayloadTooLarge, error_from_remote
 from aos.kernel.host import jsonvalue
 import aos.kernel.world.errors  # noqa: F401  (registers the world error codes for error_from_remote)
 from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp, world_capnp
@@ -242,10 +242,12 @@ class CasClient(RemoteCap):
         return (await call(writer.commit(""))).hash  # type: ignore[no-any-return]
 
     async def get(self, address: str) -> bytes:
-        """Read a whole blob of any size (chunked when it exceeds one message)."""
-        size = await self.stat(address)
-        if size <= CHUNK:
+        """Read a whole blob of any size: one call, or chunks when it exceeds one message."""
+        try:
             return (await call(self.cap.get(address))).data  # type: ignore[no-any-return]
+        except PayloadTooLarge:
+            pass
+        size = await self.stat(address)
         parts = []
         for offset in range(0, size, CHUNK):
             parts.append((await call(self.cap.read(address, offset, CHUNK))).data)
