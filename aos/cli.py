@@ -258,8 +258,9 @@ def demo() -> int:
                 await (await conn.restore_as(token)).read("counter")
             except AosError as exc:
                 print(f"revoke      -> token now fails: {type(exc).__name__}")
+            await _demo_world(admin)
             status = await admin.status()
-            print(f"status      -> {status['worlds']} world(s), {status['commitTurns']} synced group commits")
+            print(f"status      -> {status['worlds']} journal(s), {status['commitTurns']} synced group commits")
 
     try:
         run(walk())
@@ -268,6 +269,27 @@ def demo() -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"kernel stopped (exit {code}). Run your own with: aos-kernel --data DIR", flush=True)
     return 0 if code == 0 else 1
+
+
+async def _demo_world(admin: Any) -> None:
+    """A counter world from examples/ (when run from a checkout): events in, state out, replayable."""
+    from pathlib import Path
+
+    from aos.cli_world import load_bundle_doc
+
+    bundle = Path(__file__).resolve().parents[1] / "examples" / "counter"
+    if not (bundle / "manifest.json").exists():
+        return
+    doc, wasm = load_bundle_doc(str(bundle), None)
+    worlds = await admin.worlds("demo")
+    world, info = await worlds.create(doc, wasm, "counter")
+    seqs = await world.send_batch([("demo/CounterEvent@1", {"by": n}) for n in (1, 2, 3)])
+    wasm_state = await world.state("demo/counter@1")
+    py_state = await world.state("demo/counter_py@1")
+    print(f"world       -> created {info['worldId']} from examples/counter; 3 events journaled at seqs {seqs}")
+    print(f"state       -> WASM counter {wasm_state}, Python counter {py_state}")
+    address, seq = await world.snapshot()
+    print(f"snapshot    -> {address[:23]}... at journal seq {seq} (replay from there gives the same state)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -398,6 +398,11 @@ class WorldClient(RemoteCap):
         reply = await call(self.cap.journal(from_seq, limit))
         return [jsonvalue.loads(r) for r in reply.records], reply.nextSeq
 
+    async def read_raw(self, from_seq: int = 0, limit: int = 0) -> tuple[list[bytes], int]:
+        """Journal records as stored (canonical CBOR); decode with ``aos.kernel.world.decode_record``."""
+        reply = await call(self.cap.readRaw(from_seq, limit))
+        return [bytes(r) for r in reply.records], reply.nextSeq
+
     async def tail(self, from_seq: int, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
                    on_frame: Callable[[str, Any], Awaitable[None]] | None = None) -> Subscription:
         reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame)))

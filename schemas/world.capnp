@@ -82,6 +82,11 @@ interface World extends(Caps.Held) {
   # Status, the most recent workflow traps (e.g. FuelExhausted), and the
   # world's workflows.
 
+  readRaw @8 (fromSeq :UInt64, limit :UInt32) -> (records :List(Data), nextSeq :UInt64);
+  # The journal records as stored: canonical CBOR, one record each (see
+  # docs/worlds.md), for replay tools and other languages. A world's journal
+  # is reachable only through its World capability.
+
   sendBatch @7 (events :List(Event)) -> (seqs :List(UInt64));
   # Send several events in one call, in order (the fast path for bulk
   # ingress). All are checked at the door first: if any is bad, none is sent

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Receipt
 from aos.errors import AosError
+from aos.kernel.host.registry import journal_universe
 from aos.kernel.store import Op
 from aos.kernel.world.errors import WorldError
 from aos.kernel.world.records import EffectIntentRecord, EventRecord, ReceiptRecord, Record, SnapshotRecord, Stamp
@@ -66,6 +67,7 @@ class WorldDriver:
         self.meta = meta
         self.world = world
         self.universe = meta.universe
+        self.journal_universe = journal_universe(meta.universe)
         self.world_id = meta.world_id
         self.next_seq = next_seq
         self.stats = DriverStats()
@@ -160,7 +162,7 @@ class WorldDriver:
                 self._note(result.records)
                 ops.extend(item.extra_ops)
                 intents.extend(result.intents)
-            first, journal_ops = journal.prepare_append(self.universe, self.world_id, self.next_seq, EPOCH, blobs)
+            first, journal_ops = journal.prepare_append(self.journal_universe, self.world_id, self.next_seq, EPOCH, blobs)
             self.next_seq += len(blobs)
             durable = committer.enqueue(journal_ops + ops)
             task = asyncio.get_running_loop().create_task(self._finish(durable, first, len(blobs), answers, intents))
@@ -179,7 +181,7 @@ class WorldDriver:
             raise
         finally:
             self._slots.release()
-        self.host.services.journal.finish_append(self.universe, self.world_id, first, count)
+        self.host.services.journal.finish_append(self.journal_universe, self.world_id, first, count)
         self.last_active = time.monotonic()
         self.stats.inputs += len(answers)
         self.stats.last_input_ms = time.time_ns() // 1_000_000

@@ -25,7 +25,7 @@ from aos.adapters.base import Receipt
 from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
 from aos.kernel.host.driver import EPOCH, WorldDriver
 from aos.kernel.host.effects import EffectDispatcher, inbox
-from aos.kernel.host.registry import WorldMeta, WorldRegistry
+from aos.kernel.host.registry import WorldMeta, WorldRegistry, journal_universe
 from aos.kernel.names import check_name
 from aos.kernel.world import cbor
 from aos.kernel.world.errors import CborError, WorldError
@@ -77,8 +77,8 @@ class WorldHost:
         # worlds whose journal runs past their last snapshot were active at the last stop
         # (or crash): wake them so open intents restart and missing derived records are written
         for meta in self.registry.all():
-            if self.services.journal.exists(meta.universe, meta.world_id):
-                head = self.services.journal.head(meta.universe, meta.world_id)
+            if self.services.journal.exists(journal_universe(meta.universe), meta.world_id):
+                head = self.services.journal.head(journal_universe(meta.universe), meta.world_id)
                 if head.durable > meta.snapshot_seq + 1:
                     await self.driver(meta.universe, meta.world_id)
             if self.services.mailboxes.count(meta.universe, inbox(meta.world_id)):
@@ -134,10 +134,10 @@ class WorldHost:
         snapshot = world.snapshot()
         address = await self.services.cas.put(meta.universe, snapshot)
         meta = meta.with_snapshot(address, 0)
-        first, ops = self.services.journal.prepare_append(meta.universe, meta.world_id, 0, EPOCH,
+        first, ops = self.services.journal.prepare_append(journal_universe(meta.universe), meta.world_id, 0, EPOCH,
                                                           [world.snapshot_record().encode()])
         await self.services.committer.commit(ops + [self.registry.put_op(meta)])
-        self.services.journal.finish_append(meta.universe, meta.world_id, first, 1)
+        self.services.journal.finish_append(journal_universe(meta.universe), meta.world_id, first, 1)
         self.registry.remember(meta)
         log.info("event=world_created universe=%s world=%s manifest=%s", meta.universe, meta.world_id, meta.manifest_hash)
         return meta
@@ -225,7 +225,7 @@ class WorldHost:
         replayer = Replayer(world)
         seq = meta.snapshot_seq
         while True:
-            records, durable = journal.read(meta.universe, meta.world_id, seq, 4096)
+            records, durable = journal.read(journal_universe(meta.universe), meta.world_id, seq, 4096)
             for raw in records:
                 replayer.feed(decode_record(raw))
             seq += len(records)
@@ -233,7 +233,7 @@ class WorldHost:
                 break
         missing = replayer.finish()
         if missing:  # a crash cut off the derived records of the last input
-            await journal.append(meta.universe, meta.world_id, seq, EPOCH, [r.encode() for r in missing])
+            await journal.append(journal_universe(meta.universe), meta.world_id, seq, EPOCH, [r.encode() for r in missing])
             seq += len(missing)
         driver = WorldDriver(self, meta, world, seq)
         driver.start()
@@ -305,7 +305,7 @@ class WorldHost:
         out = []
         for meta in self.registry.all(universe):
             driver = self._drivers.get((universe, meta.world_id))
-            height = self.services.journal.head(universe, meta.world_id).durable
+            height = self.services.journal.head(journal_universe(universe), meta.world_id).durable
             last = (driver.stats.last_input_ms if driver else 0) or meta.last_event_ms
             out.append(WorldStatus(meta, driver is not None, height, last, driver.stats.traps if driver else 0))
         return out

@@ -28,6 +28,15 @@ class WorldMeta:
         return replace(self, snapshot=address, snapshot_seq=seq)
 
 
+def journal_universe(universe: str) -> str:
+    """The journal keyspace of a universe's hosted worlds.
+
+    "/" is not allowed in names a client can pass, so no Journal capability can
+    reach (and corrupt) a hosted world's journal; worlds are read through the
+    World capability instead."""
+    return universe + "/worlds"
+
+
 class WorldRegistry:
     def __init__(self, store: KernelStore) -> None:
         self._store = store

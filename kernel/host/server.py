@@ -11,6 +11,7 @@ from aos.caps.held import HeldImpl
 from aos.errors import InvalidArgument
 from aos.kernel.host import jsonvalue
 from aos.kernel.host.host import WorldHost, WorldStatus
+from aos.kernel.host.registry import journal_universe
 from aos.kernel.names import key as name_key
 from aos.kernel.rpc import remote
 from aos.kernel.world.records import decode_record
@@ -115,8 +116,13 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
     @remote()
     async def journal(self, fromSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
         limit = min(limit or 1000, 4096)
-        records, next_seq = self.services.journal.read(self.universe, self.world_id, fromSeq, limit)
+        records, next_seq = self.services.journal.read(journal_universe(self.universe), self.world_id, fromSeq, limit)
         return [record_json(fromSeq + i, raw) for i, raw in enumerate(records)], next_seq
+
+    @remote()
+    async def readRaw(self, fromSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
+        limit = min(limit or 1000, 4096)
+        return self.services.journal.read(journal_universe(self.universe), self.world_id, fromSeq, limit)
 
     @remote()
     async def tail(self, fromSeq: int, watcher: Any, _context: Any, **kwargs: Any) -> Any:
@@ -139,7 +145,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
 async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
     journal = cap.services.journal
-    universe, world_id = cap.universe, cap.world_id
+    universe, world_id = journal_universe(cap.universe), cap.world_id
     frames: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1024)
     attached: list[Any] = []
 
@@ -152,7 +158,7 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
     try:
         while True:
             cap.grant.check()
-            driver = cap.host.awake(universe, world_id)
+            driver = cap.host.awake(cap.universe, world_id)
             if driver is not None and driver not in attached:
                 # a world that hibernated and woke has a new driver: follow it
                 for old in attached:

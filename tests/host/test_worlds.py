@@ -200,3 +200,24 @@ def test_every_definition_is_in_cas_under_its_canonical_hash(kernel):
 
     manifest_hash, present = run(main())
     assert manifest_hash == manifest.hash and all(present)
+
+
+def test_journal_capabilities_cannot_reach_a_hosted_worlds_journal(kernel):
+    """A universe's Journal cap sees no hosted world's journal, and writing its name does not disturb the world."""
+    doc, wasm = bundle("counter")
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            admin, worlds = await _worlds(kernel, conn)
+            world, _ = await worlds.create(doc, wasm, "guarded")
+            await world.send("demo/CounterEvent@1", {"by": 2})
+            journal = await admin.journal("u")
+            with pytest.raises(UnknownWorld):
+                await journal.read("guarded")
+            await journal.append("guarded", 0, 1, [b"not a world record"])
+            await world.send("demo/CounterEvent@1", {"by": 3})
+            return await journal.list(), await world.state("demo/counter@1"), await assert_replays(
+                admin, "u", world, "guarded", doc, wasm)
+
+    listed, state, _ = run(main())
+    assert listed == ["guarded"] and state == {"count": 5}

@@ -22,10 +22,11 @@ def wasm_module(data: bytes) -> tuple[str, bytes]:
 
 
 async def raw_journal(admin: Any, universe: str, world_id: str) -> list[bytes]:
-    journal = await admin.journal(universe)
-    records, next_seq = await journal.read(world_id, 0, 0)
+    """The world's whole journal as stored (through its World capability)."""
+    world = await (await admin.worlds(universe)).open(world_id)
+    records, next_seq = await world.read_raw(0, 0)
     while len(records) < next_seq:
-        more, next_seq = await journal.read(world_id, len(records), 0)
+        more, next_seq = await world.read_raw(len(records), 0)
         records += more
     return records
 
