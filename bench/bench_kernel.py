@@ -20,7 +20,7 @@ the server's and client's CPU microseconds per call):
   what pycapnp alone costs for that call shape, without kernel or disk.
 - ``cas.get.N`` / ``cas.put.N``: 1 KiB blobs, one RPC per call; put stores
   a new blob each call, so each is a durable write. ``cas.getfacade.256``
-  is ``CasClient.get`` as shipped (stat, then get).
+  is ``CasClient.get`` as shipped (one get; chunked reads only past one message).
 - ``rocksdb.batch64`` / ``rocksdb.batch1``: rocksdict synced ``WriteBatch``
   of 64 records / of 1 record, in-process, no RPC: the storage ceiling.
 - ``journal.append.N``: N writers, each appending one ~100-byte record per
@@ -327,7 +327,7 @@ def test_cas_get(
 def test_cas_get_facade(
     benchmark: Any, figures: Figures, echo_server: benchlib.EchoProcess, kernel_process: KernelProcess
 ) -> None:
-    """``CasClient.get`` as shipped: it stats before it gets, so two round trips per blob."""
+    """``CasClient.get`` as shipped: one get for a small blob, through the facade."""
     result, echo = measure(
         benchmark,
         lambda: cas_get_run(kernel_process, 256, calls_for(256) // 2, facade=True),
@@ -336,7 +336,7 @@ def test_cas_get_facade(
     )
     figures.record(
         "cas.getfacade.256", "CAS get 1 KiB via CasClient.get, 256 in flight", result.rate, "calls/s",
-        baseline="echo.256", paired=echo and echo.rate, note="stat + get: 2 RPCs", result=result, benchmark=benchmark,
+        baseline="echo.256", paired=echo and echo.rate, note="one get; chunked read only for blobs over one message", result=result, benchmark=benchmark,
     )
 
 

@@ -149,6 +149,7 @@ def test_hundred_worlds_events(benchmark: Any, figures: Figures, world_kernel: K
                    paired=baseline, target=Target("value", ">=", 20_000), benchmark=benchmark)
 
 
+@pytest.mark.timeout(1200)
 def test_wake_latency_and_memory(benchmark: Any, figures: Figures) -> None:
     """Wake-from-hibernation latency, and resident memory per hibernated and per awake world."""
     hibernated = int(10_000 * SCALE)
@@ -164,7 +165,7 @@ def test_wake_latency_and_memory(benchmark: Any, figures: Figures) -> None:
             async def main(admin: Any) -> None:
                 worlds = await admin.worlds("bench-mem")
                 base_rss = rss_bytes(pid)
-                gate = asyncio.Semaphore(16)
+                gate = asyncio.Semaphore(64)
 
                 async def create(i: int) -> None:
                     async with gate:

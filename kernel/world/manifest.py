@@ -15,6 +15,8 @@ artifact ``hash`` is.
 
 from __future__ import annotations
 
+import functools
+
 import copy
 import json
 from collections.abc import Mapping
@@ -184,8 +186,9 @@ class Manifest:
             "routing": [r.canonical() for r in self.routing],
         }
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
+        # a manifest is immutable; hashing it walks every definition, so do it once
         return hash_value(self.canonical())
 
     def schema_types(self) -> dict[str, Any]:
