@@ -158,7 +158,8 @@ def test_wake_latency_and_memory(benchmark: Any, figures: Figures) -> None:
     out: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="aosbm-", dir="/tmp") as path:
-        kernel = KernelProcess(path, extra_args=["--idle-seconds", "0.5"]).start()
+        # worlds are hibernated from creation (nothing wakes them); a long idle keeps the woken ones awake
+        kernel = KernelProcess(path, extra_args=["--idle-seconds", "3600"]).start()
         try:
             pid = kernel.proc.pid
 
