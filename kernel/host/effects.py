@@ -84,6 +84,7 @@ class EffectDispatcher:
             ("aos.adapters.host_fs", "HostFsAdapter"),
             ("aos.adapters.host_exec", "HostExecAdapter"),
             ("aos.adapters.http", "HttpAdapter"),
+            ("aos.adapters.host_fs_tools", "HostFsToolsAdapter"),
         )
         import importlib
 

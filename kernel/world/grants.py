@@ -29,10 +29,13 @@ def _under(path: Any, root: str) -> bool:
 
 
 def _fs(g: GrantDef, e: EffectDef, p: Any) -> str | None:
-    if not isinstance(p, dict) or "path" not in p:
-        return "host.fs params need a path"
-    if not _under(p["path"], g.params["root"]):
-        return f"path {p['path']!r} is outside {g.params['root']!r}"
+    if not isinstance(p, dict):
+        return "host.fs params must be a record"
+    # search and patch effects work on the whole root when no path is given; the
+    # adapter confines every path inside a patch itself
+    path = p.get("path", ".")
+    if not _under(path, g.params["root"]):
+        return f"path {path!r} is outside {g.params['root']!r}"
     if e.writes and g.params.get("read_only"):
         return "grant is read-only"
     return None
