@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from", dest="from_seq", type=int, default=None)
     journal.add_parser("ls", help="list worlds")
 
+    from aos.cli_agent import add_parser as add_agent_parser
+
+    add_agent_parser(sub)
     world = sub.add_parser("world", help="hosted worlds").add_subparsers(dest="action", required=True)
     create = world.add_parser("create", help="create a world from a bundle directory (manifest.json + modules)")
     create.add_argument("bundle")
@@ -296,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         sys.exit(demo())
+    if args.command == "agent":
+        from aos.cli_agent import main as agent_main
+
+        agent_main(args)
     from aos.kernel.client import run
 
     try:

@@ -133,7 +133,7 @@ def _line(record: dict[str, Any]) -> str:
         "snapshot": lambda r: r["snapshot_hash"],
         "domain_event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
     }.get(kind, lambda r: "")
-    return f"{record['seq']:>8}  {kind:<15} {detail(record)[:160]}"
+    return f"{record['at']:>8}  {kind:<15} {detail(record)[:160]}"
 
 
 def _ago(ms: int) -> str:

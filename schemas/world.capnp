@@ -69,7 +69,8 @@ interface World extends(Caps.Held) {
   # JSON list of the live cell keys of a keyed workflow.
 
   journal @3 (fromSeq :UInt64, limit :UInt32) -> (records :List(Text), nextSeq :UInt64);
-  # Journal records as JSON objects {"seq", "kind", ...}.
+  # Journal records as JSON objects {"at": journal position, "kind", ...the
+  # record's fields (docs/worlds.md)}.
 
   tail @4 (fromSeq :UInt64, watcher :WorldWatcher) -> (handle :Caps.Handle);
   # Push journal records (and stream frames of running effects) as they come.

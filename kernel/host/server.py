@@ -33,8 +33,10 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
 
 
 def record_json(seq: int, raw: bytes) -> str:
+    """A journal record as JSON, with its journal position under ``"at"`` (some
+    records have a ``seq`` field of their own: the world's input counter)."""
     value = decode_record(raw).to_value()
-    value["seq"] = seq
+    value["at"] = seq
     return jsonvalue.dumps(value)
 
 

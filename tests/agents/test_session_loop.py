@@ -57,7 +57,7 @@ def test_parallel_tool_calls_are_emitted_in_one_step_and_return_in_call_order(ag
     assert [i.effect for i in res.intents] == ["sys/host.fs.read@1", "sys/host.exec@1", "sys/host.fs.glob@1"]
     read, shell, glob = res.intents
     assert read.params == {"path": "a.py"}
-    assert shell.params["argv"] == ["bash", "-lc", "ls"]
+    assert shell.params["argv"] == ["bash", "-c", "ls"]
     # settle out of order; the next LLM call waits for all three
     agent.settle(glob, "ok", globbed("a.py"))
     agent.settle(shell, "error", exec_ok(stderr="boom", code=2))

@@ -110,8 +110,14 @@ class Faults:
 Expect = Callable[[TwinRequest], None]
 
 
+Responder = Callable[[TwinRequest], "ModelTurn | ErrorReply | RawReply"]
+
+
 @dataclass
 class Turn:
-    reply: ModelTurn | ErrorReply | RawReply
+    """One scripted exchange. ``reply`` may be a ``Responder``: a function of the
+    request, for models that react to what they are sent (tool results)."""
+
+    reply: ModelTurn | ErrorReply | RawReply | Responder
     expect: Expect | None = None
     faults: Faults = field(default_factory=Faults)

@@ -211,6 +211,9 @@ class ProviderTwin:
                     self.failures.append(f"request {len(self.requests)} ({req.path}): {e}\n{traceback.format_exc()}")
                 return await self._send_error(writer, ErrorReply(400, f"twin expectation failed: {e}"), key)
         reply = turn.reply
+        if callable(reply):
+            # a reactive turn: the reply is computed from the request (e.g. from tool results)
+            reply = reply(req)
         if isinstance(reply, ErrorReply):
             return await self._send_error(writer, reply, key)
         if isinstance(reply, RawReply):
