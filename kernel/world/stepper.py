@@ -282,7 +282,19 @@ class World:
             out.append(DomainEventRecord(ev.schema, cbor.canonicalize(ev.value), origin))
             queue.extend(targets)
         for index, eff in enumerate(res.effects):
-            out.append(self._admit(wf, origin, step_no, index, eff.effect, eff.params, intents))
+            admitted = self._admit(wf, origin, step_no, index, eff.effect, eff.params, intents)
+            out.append(admitted)
+            if isinstance(admitted, EffectRejectedRecord):
+                # the emitting cell learns of the refusal the way it learns of any
+                # outcome: an error receipt (no intent exists, so intent_hash is "")
+                queue.append(_Delivery(wf, d.key, RECEIPT_SCHEMA, {
+                    "intent_hash": "",
+                    "effect": admitted.effect,
+                    "status": "error",
+                    "payload": {"error": "refused", "code": admitted.code, "message": admitted.reason},
+                    "emitted_at_seq": admitted.emitted_at_seq,
+                    "effect_index": admitted.effect_index,
+                }))
 
     def _check_output(self, wf: WorkflowDef, res: StepOutput
                       ) -> tuple[list[tuple[Any, list[_Delivery]]], bytes | None] | Trap:

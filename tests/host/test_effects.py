@@ -122,7 +122,9 @@ def test_undeclared_effects_and_missing_grants_are_refused_and_journaled(grantin
     assert [r.effect for r in rejected] == ["sys/timer.set@1", "sys/host.fs.read@1"]
     assert all(r.kind != "effect_intent" for r in records)
     assert "no host.fs grant" in rejected[1].reason
-    assert state["receipts"] == []
+    # the workflow hears of each refusal as an error receipt
+    assert [(r[0], r[1], r[2]["error"], r[2]["code"]) for r in state["receipts"]] == [
+        ("sys/timer.set@1", "error", "refused", "EffectDenied"), ("sys/host.fs.read@1", "error", "refused", "EffectDenied")]
 
 
 def test_host_fs_is_confined_to_its_root(granting_kernel):
@@ -147,7 +149,7 @@ def test_host_fs_is_confined_to_its_root(granting_kernel):
 
             async def settled():
                 state = await world.state(WORKFLOW)
-                return state if len(state["receipts"]) == 2 else None
+                return state if len(state["receipts"]) == 4 else None
 
             state = await wait_for(settled)
             records = _kinds(await raw_journal(admin, "u", "fs"))
@@ -155,10 +157,11 @@ def test_host_fs_is_confined_to_its_root(granting_kernel):
 
     state, rejected = run(main())
     assert len(rejected) == 2  # '..' and the absolute path never become intents
-    receipts = {r[1]: r[2] for r in state["receipts"]}
-    assert set(receipts) == {"ok", "error"}
-    assert "hello from inside" in str(receipts["ok"])
-    assert "top secret" not in str(state) and "path_escape" in str(receipts["error"])
+    refused = [r for r in state["receipts"] if r[2].get("error") == "refused"]
+    ran = {r[1]: r[2] for r in state["receipts"] if r[2].get("error") != "refused"}
+    assert len(refused) == 2 and set(ran) == {"ok", "error"}
+    assert "hello from inside" in str(ran["ok"])
+    assert "top secret" not in str(state) and "path_escape" in str(ran["error"])
 
 
 def test_host_grants_outside_the_kernels_roots_are_refused_at_create(granting_kernel, tmp_path):

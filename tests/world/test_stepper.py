@@ -87,7 +87,8 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
 @pytest.mark.parametrize(("what", "effect", "code", "reason"), REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refused_effects_are_journaled_rejections(
         make_world: MakeWorld, scripted_doc: Doc, what: str, effect: dict[str, Any], code: str, reason: str) -> None:
-    """A refused effect becomes an EffectRejectedRecord, no intent; the step's state still commits."""
+    """A refused effect becomes an EffectRejectedRecord, no intent; the step's state still commits and the
+    emitting cell gets an error receipt saying why."""
     w = make_world(scripted_doc())
     res = w.apply(Clock().event(SCRIPT, {"effects": [effect]}))
     assert res.status == "ok" and res.intents == ()
@@ -95,7 +96,10 @@ def test_refused_effects_are_journaled_rejections(
     assert (rej.code, rej.effect, rej.effect_index) == (code, effect["effect"], 0)
     assert reason in rej.reason
     assert w.open_intents() == ()
-    assert w.state(WF) == {"n": 1, "receipts": []}
+    state = w.state(WF)
+    assert state["n"] == 2  # the event, then the refusal's error receipt
+    ((name, status, payload),) = state["receipts"]
+    assert (name, status, payload["error"], payload["code"]) == (effect["effect"], "error", "refused", code)
 
 
 def test_no_grant_of_the_kind_refuses(make_world: MakeWorld, scripted_doc: Doc) -> None:
