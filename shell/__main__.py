@@ -1,0 +1,4 @@
+from aos.shell.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The shell's commands: each takes a parsed ``Command`` and a ``Session`` and
+returns blocks to show (``render``). No terminal here; the REPL and the script
+runner call ``execute``.
+
+``execute`` connects on first need and after a lost connection, and turns a
+lost connection into ``KernelUnavailable`` with the session marked lost, so
+the next command reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aos.cli import human_size
+from aos.cli_world import _ago, _all_states, _line, load_bundle_doc
+from aos.errors import AosError, InvalidArgument, KernelUnavailable
+from aos.kernel.host import jsonvalue
+from aos.shell.parse import Command, Grammar
+from aos.shell.render import Json, Line, Output, Table
+from aos.shell.session import Session
+
+Emit = Callable[[Output], None]
+
+
+class UnknownCommand(InvalidArgument):
+    code = "UnknownCommand"
+
+
+class NotAvailable(AosError):
+    """A command the issue names that needs parts of AOS not built yet."""
+
+    code = "NotAvailable"
+
+
+class ExitShell(Exception):
+    """``exit``: leave the shell (control flow, not an error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    session: Session
+    emit: Emit  # show output now (for streaming commands such as `journal --tail`)
+
+
+Handler = Callable[[Context, Command], Awaitable[Output]]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A command: how to call it, what it does, and how its line parses."""
+
+    name: str
+    usage: str
+    summary: str
+    handler: Handler
+    grammar: Grammar = field(default_factory=Grammar)
+    detail: str = ""
+    kernel: bool = True  # needs a connection
+    streams: bool = False  # prints as it goes (no spinner)
+    args: tuple[int, int] = (0, 0)  # min, max positional words
+
+
+COMMANDS: dict[str, Spec] = {}
+ALIASES = {"quit": "exit", "ls": "worlds", "?": "help"}
+NOT_YET = {
+    "grants": "grants need runtime grant changes, which the kernel does not have yet",
+    "grant": "grants need runtime grant changes, which the kernel does not have yet",
+    "revoke": "revoking a world's grants needs runtime grant changes, which the kernel does not have yet",
+    "agent": "agents need the agent SDK, which is not built yet",
+}
+
+
+def command(name: str, usage: str, summary: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Spec(name, usage, summary, handler, **kwargs)
+        return handler
+
+    return register
+
+
+def grammars() -> dict[str, Grammar]:
+    table = {name: spec.grammar for name, spec in COMMANDS.items()}
+    table.update({alias: COMMANDS[target].grammar for alias, target in ALIASES.items()})
+    return table
+
+
+def spec_for(name: str) -> Spec:
+    if name in NOT_YET:
+        raise NotAvailable(f"{name}: not available yet: {NOT_YET[name]}")
+    spec = COMMANDS.get(ALIASES.get(name, name))
+    if spec is None:
+        raise UnknownCommand(f"{name!r} is not a command (type `help` for the list)")
+    return spec
+
+
+async def execute(session: Session, cmd: Command, emit: Emit, note: Emit | None = None) -> Output:
+    """Run one command; raises ``AosError`` (the caller shows it) or ``ExitShell``.
+
+    ``emit`` shows output as it comes (streaming commands); ``note`` shows
+    connection news ("reconnected", a kernel started) and defaults to ``emit``.
+    """
+    spec = spec_for(cmd.name)
+    low, high = spec.args
+    if not low <= len(cmd.args) <= high:
+        raise InvalidArgument(f"usage: {spec.usage}")
+    if not spec.kernel:
+        return await spec.handler(Context(session, emit), cmd)
+    for news in await session.ensure():
+        (note or emit)([Line(news, "warn")])
+    try:
+        return await spec.handler(Context(session, emit), cmd)
+    except KernelUnavailable:
+        session.lost()
+        raise
+
+
+def _json_arg(text: str, what: str) -> Any:
+    return jsonvalue.loads(text, what)
+
+
+# --- kernel and universe --------------------------------------------------------------------
+@command("status", "status", "the kernel: version, uptime, load and limits")
+async def _status(ctx: Context, cmd: Command) -> Output:
+    assert ctx.session.kernel is not None
+    s = await ctx.session.kernel.status()
+    limits = s["limits"]
+    rows = (
+        ("kernel", f"aos-kernel {s['version']} at {ctx.session.target.address}"),
+        ("uptime", _ago(s["startedAtMs"]).replace(" ago", "")),
+        ("data", s["dataDir"]),
+        ("connections", str(s["connections"])),
+        ("worlds", f"{s['worlds']} journal(s), all universes"),
+        ("commits", f"{s['commitTurns']} group commits, {s['committedRecords']} records"),
+        ("limits", (f"message {human_size(limits['maxMessageBytes'])}, blob {human_size(limits['maxBlobBytes'])}, "
+                    f"{limits['maxRecordsPerAppend']} records/append")),
+        ("you are in", ctx.session.where()),
+    )
+    return [Table(("", ""), rows, tuple(("key", "") for _ in rows))]
+
+
+@command("universe", "universe [NAME]", "show the universe, or switch to NAME (leaves the world)", args=(0, 1))
+async def _universe(ctx: Context, cmd: Command) -> Output:
+    if not cmd.args:
+        return [Line(f"universe {ctx.session.universe}")]
+    await ctx.session.switch_universe(cmd.args[0])
+    return [Line(f"now in universe {ctx.session.universe}", "dim")]
+
+
+# --- worlds ---------------------------------------------------------------------------------
+@command("worlds", "worlds", "list the worlds of this universe")
+async def _worlds(ctx: Context, cmd: Command) -> Output:
+    listed = sorted(await (await ctx.session.worlds()).list(), key=lambda w: w["worldId"])
+    rows, styles = [], []
+    for w in listed:
+        here = w["worldId"] == ctx.session.world_id
+        rows.append((("* " if here else "  ") + w["worldId"], w["name"], "awake" if w["awake"] else "hibernated",
+                     str(w["journalHeight"]), _ago(w["lastEventMs"])))
+        styles.append(("bold" if here else "", "", "ok" if w["awake"] else "dim", "", "dim"))
+    return [Table(("  ID", "NAME", "STATE", "JOURNAL", "LAST EVENT"), tuple(rows), tuple(styles),
+                  empty=f"(no worlds in universe {ctx.session.universe}: make one with `create BUNDLE_DIR`)")]
+
+
+@command("world", "world ID | world ..", "enter a world (`..` goes back to the universe)", args=(0, 1))
+async def _world(ctx: Context, cmd: Command) -> Output:
+    if not cmd.args:
+        return [Line(f"in world {ctx.session.world_id}" if ctx.session.world_id else "not in a world")]
+    if cmd.args[0] in ("..", "/"):
+        ctx.session.leave()
+        return []
+    await ctx.session.enter(cmd.args[0])
+    return []
+
+
+@command("leave", "leave", "go back from the world to the universe", kernel=False)
+async def _leave(ctx: Context, cmd: Command) -> Output:
+    ctx.session.leave()
+    return []
+
+
+@command("create", "create BUNDLE_DIR [--id ID] [--name NAME] [--grant-root DIR]",
+         "create a world from a bundle directory (manifest.json and its modules)", args=(1, 1),
+         grammar=Grammar(valued=frozenset({"id", "name", "grant-root"})),
+         detail="--grant-root DIR fills in ${AOS_GRANT_ROOT} for manifests that grant a host directory.")
+async def _create(ctx: Context, cmd: Command) -> Output:
+    bundle = os.path.expanduser(cmd.args[0])
+    grant_root = cmd.options.get("grant-root")
+    doc, wasm = load_bundle_doc(bundle, os.path.expanduser(grant_root) if grant_root else None)
+    worlds = await ctx.session.worlds()
+    _, info = await worlds.create(doc, wasm, cmd.options.get("id", ""), cmd.options.get("name", ""))
+    return [Line(f"created world {info['worldId']} ({info['name']}), journal height {info['journalHeight']}"),
+            Line(f"enter it with: world {info['worldId']}", "dim")]
+
+
+@command("fork", "fork [--id NEW] [--name NAME]", "start a new world from this world's state (you stay here)",
+         grammar=Grammar(valued=frozenset({"id", "name"})))
+async def _fork(ctx: Context, cmd: Command) -> Output:
+    await ctx.session.world()
+    _, info = await (await ctx.session.worlds()).fork(ctx.session.world_id, cmd.options.get("id", ""),
+                                                      cmd.options.get("name", ""))
+    return [Line(f"forked world {info['worldId']} ({info['name']}) from {ctx.session.world_id}"),
+            Line(f"enter it with: world {info['worldId']}", "dim")]
+
+
+# --- inside a world -------------------------------------------------------------------------
+@command("send", "send SCHEMA JSON", "send an event to this world", args=(2, 2),
+         grammar=Grammar(rest_at=1),
+         detail='The JSON is the rest of the line, unquoted: send demo/CounterEvent@1 {"by": 2}')
+async def _send(ctx: Context, cmd: Command) -> Output:
+    value = _json_arg(cmd.args[1], "the event value")
+    seq = await (await ctx.session.world()).send(cmd.args[0], value)
+    return [Line(f"event journaled at seq {seq}")]
+
+
+@command("state", "state [WORKFLOW] [--key JSON]", "this world's state: every workflow, or one (one cell with --key)",
+         args=(0, 1), grammar=Grammar(valued=frozenset({"key"}), rest_option="key"),
+         detail='--key takes the rest of the line as JSON: state demo/cells@1 --key "a"')
+async def _state(ctx: Context, cmd: Command) -> Output:
+    world = await ctx.session.world()
+    if not cmd.args:
+        if "key" in cmd.options:
+            raise InvalidArgument("--key needs a WORKFLOW")
+        states = await _all_states(world)
+        if not states:
+            return [Line("(no workflow has state yet)", "dim")]
+        return [Json(value, name) for name, value in states.items()]
+    key = _json_arg(cmd.options["key"], "--key") if "key" in cmd.options else None
+    value = await world.state(cmd.args[0], key)
+    if value is None:
+        return [Line(f"(no state for {cmd.args[0]}{'' if key is None else ' key ' + jsonvalue.dumps(key)})", "dim")]
+    return [Json(value, cmd.args[0])]
+
+
+@command("cells", "cells WORKFLOW", "the cell keys of a keyed workflow", args=(1, 1))
+async def _cells(ctx: Context, cmd: Command) -> Output:
+    keys = await (await ctx.session.world()).cells(cmd.args[0])
+    if not keys or keys == [None]:
+        return [Line(f"(no cells: {cmd.args[0]} is not keyed or has no state yet)", "dim")]
+    count = f"({len(keys)} cell{'' if len(keys) == 1 else 's'})"
+    return [Line(k if isinstance(k, str) else jsonvalue.dumps(k)) for k in keys] + [Line(count, "dim")]
+
+
+@command("journal", "journal [--tail] [--from SEQ] [--limit N]",
+         "this world's journal: the last records, or follow it live with --tail (Ctrl-C stops)",
+         grammar=Grammar(flags=frozenset({"tail"}), valued=frozenset({"from", "limit"})), streams=True)
+async def _journal(ctx: Context, cmd: Command) -> Output:
+    world = await ctx.session.world()
+    limit = _int_option(cmd, "limit", 20)
+    if "from" in cmd.options:
+        start = _int_option(cmd, "from", 0)
+    else:
+        info, _ = await world.describe()
+        start = max(0, int(info["journalHeight"]) - (10 if "tail" in cmd.options else limit))
+    if "tail" in cmd.options:
+        await _tail(ctx, world, start)
+        return []
+    records, next_seq = await world.journal(start, limit)
+    return [Line(_line(r)) for r in records] + [Line(f"(next seq {next_seq})", "dim")]
+
+
+def _int_option(cmd: Command, name: str, default: int) -> int:
+    text = cmd.options.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidArgument(f"--{name} wants a number, not {text!r}") from None
+    if value < 0:
+        raise InvalidArgument(f"--{name} must not be negative")
+    return value
+
+
+async def _tail(ctx: Context, world: Any, start: int) -> None:
+    async def on_record(seq: int, record: dict[str, Any]) -> None:
+        ctx.emit([Line(_line(record))])
+
+    async def on_frame(intent_hash: str, frame: Any) -> None:
+        ctx.emit([Line(f"{'':>8}  ~ frame {intent_hash[:19]} {jsonvalue.dumps(frame)[:100]}", "dim")])
+
+    subscription = await world.tail(start, on_record, on_frame)
+    ctx.emit([Line(f"following {ctx.session.world_id} from seq {start} (Ctrl-C to stop)", "dim")])
+    try:
+        kernel = ctx.session.kernel
+        assert kernel is not None
+        while True:  # a tail has no end; check now and then that the kernel is still there
+            await asyncio.sleep(3)
+            await kernel.status()
+    finally:
+        with contextlib.suppress(AosError, asyncio.TimeoutError):
+            await asyncio.wait_for(subscription.cancel(), 2)
+
+
+@command("snapshot", "snapshot", "snapshot this world's state into CAS")
+async def _snapshot(ctx: Context, cmd: Command) -> Output:
+    address, seq = await (await ctx.session.world()).snapshot()
+    return [Line(f"snapshot {address} (journal seq {seq})")]
+
+
+# --- cas --------------------------------------------------------------------------------------
+@command("cas", "cas put FILE | cas get HASH [FILE]", "store a file in CAS, or read a blob (to FILE, or shown)",
+         args=(2, 3))
+async def _cas(ctx: Context, cmd: Command) -> Output:
+    action, target = cmd.args[0], cmd.args[1]
+    cas = await ctx.session.cas()
+    if action == "put" and len(cmd.args) == 2:
+        path = os.path.expanduser(target)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+        address = await cas.put(data)
+        return [Line(f"{address}  {human_size(len(data))}")]
+    if action == "get":
+        data = await cas.get(target)
+        if len(cmd.args) == 3:
+            path = os.path.expanduser(cmd.args[2])
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+            except OSError as exc:
+                raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
+            return [Line(f"wrote {human_size(len(data))} to {path}")]
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return [Line(f"({human_size(len(data))} of binary data: give a FILE to save it)", "dim")]
+        return [Line(text.rstrip("\n"))] if text.isprintable() or "\n" in text else \
+            [Line(f"({human_size(len(data))} of non-printable text: give a FILE to save it)", "dim")]
+    raise InvalidArgument("usage: cas put FILE | cas get HASH [FILE]")
+
+
+# --- the shell itself -----------------------------------------------------------------------
+@command("help", "help [COMMAND]", "list the commands, or explain one", kernel=False, args=(0, 1))
+async def _help(ctx: Context, cmd: Command) -> Output:
+    if cmd.args:
+        spec = spec_for(cmd.args[0])
+        out: Output = [Line(spec.usage, "bold"), Line("  " + spec.summary)]
+        return out + ([Line("  " + spec.detail, "dim")] if spec.detail else [])
+    rows = tuple((spec.usage, spec.summary) for spec in COMMANDS.values())
+    return [Table(("COMMAND", "WHAT IT DOES"), rows, tuple(("key", "") for _ in rows)),
+            Line("not available yet: grants, grant, revoke (runtime grant changes), agent (the agent SDK)", "dim"),
+            Line("several commands on one line: separate them with ;", "dim")]
+
+
+@command("exit", "exit", "leave the shell (or Ctrl-D)", kernel=False)
+async def _exit(ctx: Context, cmd: Command) -> Output:
+    raise ExitShell()

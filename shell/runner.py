@@ -1,0 +1,158 @@
+"""Run lines of commands and show what they return: shared by the REPL and scripts.
+
+Each command runs as its own task, so Ctrl-C (SIGINT, the terminal being in
+cooked mode while a command runs) cancels that command and nothing else. A
+failing command prints one line, ``error: <Code>: message``, never a
+traceback. A command still running after a second gets a spinner on stderr
+when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from aos.errors import AosError
+from aos.shell.commands import ALIASES, COMMANDS, ExitShell, execute, grammars
+from aos.shell.parse import Command, parse, split_commands
+from aos.shell.render import Line, Output, error_line, render
+from aos.shell.session import Session
+
+SPIN = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+
+class Runner:
+    """Parses, executes and prints; owns the output streams and their colour."""
+
+    def __init__(self, session: Session, out: TextIO | None = None, err: TextIO | None = None,
+                 color: bool = False, spinner: bool | None = None, spin_after: float = 1.0) -> None:
+        self.session = session
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.color = color
+        self.spinner = self.err.isatty() if spinner is None else spinner
+        self.spin_after = spin_after
+        self._grammars = grammars()
+        self._task: asyncio.Future[Output] | None = None
+
+    def emit(self, blocks: Output) -> None:
+        if blocks:
+            print(render(blocks, self.color), file=self.out, flush=True)
+
+    def note(self, blocks: Output) -> None:
+        """News about the connection: on stderr, so a script's stdout stays its output."""
+        print(render(blocks, self.color and self.err.isatty()), file=self.err, flush=True)
+
+    def error(self, exc: BaseException) -> None:
+        print(error_line(exc, self.color and self.err.isatty()), file=self.err, flush=True)
+
+    async def connect(self) -> bool:
+        """Connect now (the REPL does at start, to greet or to explain why not)."""
+        try:
+            for news in await self.session.ensure():
+                self.note([Line(news, "warn")])
+            assert self.session.kernel is not None
+            status = await self.session.kernel.status()
+        except AosError as exc:
+            self.session.lost()
+            self.error(exc)
+            return False
+        self.emit([Line(f"connected to aos-kernel {status['version']} at {self.session.target.address}; "
+                        "type help for commands, Ctrl-D to leave", "dim")])
+        return True
+
+    async def run_text(self, text: str) -> Outcome:
+        """Run every command in ``text`` (``;`` or newline separated); stop at the first that fails."""
+        try:
+            lines = split_commands(text)
+        except AosError as exc:
+            self.error(exc)
+            return Outcome.ERROR
+        for line in lines:
+            outcome = await self.run_line(line)
+            if outcome is not Outcome.OK:
+                return outcome
+        return Outcome.OK
+
+    async def run_line(self, line: str) -> Outcome:
+        try:
+            cmd = parse(line, self._grammars)
+        except AosError as exc:
+            self.error(exc)
+            return Outcome.ERROR
+        return await self.run_command(cmd)
+
+    async def run_command(self, cmd: Command) -> Outcome:
+        """Execute one command as a task that SIGINT cancels; print its output or its error."""
+        loop = asyncio.get_running_loop()
+        task = self._task = asyncio.ensure_future(execute(self.session, cmd, self.emit, self.note))
+        # (re)installed each time: the prompt installs its own while it runs. Left in place after the
+        # command, so a Ctrl-C that comes between the command and the next prompt is ignored.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        spec = COMMANDS.get(ALIASES.get(cmd.name, cmd.name))
+        try:
+            async with self.spinning(cmd.name, self.spinner and spec is not None and not spec.streams):
+                output = await task
+        except ExitShell:
+            raise
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            self.emit([Line("(interrupted)", "dim")])
+            return Outcome.INTERRUPTED
+        except AosError as exc:
+            self.error(exc)
+            return Outcome.ERROR
+        except Exception as exc:  # a bug of ours or a foreign error: still one line, and go on
+            self.error(exc)
+            return Outcome.ERROR
+        finally:
+            self._task = None
+        self.emit(output)
+        return Outcome.OK
+
+    def _interrupt(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def spinning(self, label: str, enabled: bool = True) -> AsyncIterator[None]:
+        """While the body runs longer than ``spin_after`` seconds, a spinner and the seconds so far on stderr."""
+        if not enabled:
+            yield
+            return
+        started = time.monotonic()
+        shown = False
+
+        async def spin() -> None:
+            nonlocal shown
+            await asyncio.sleep(self.spin_after)
+            for n in range(1 << 30):
+                shown = True
+                self.err.write(f"\r{SPIN[n % len(SPIN)]} {label} {time.monotonic() - started:.0f}s")
+                self.err.flush()
+                await asyncio.sleep(0.1)
+
+        spinner = asyncio.ensure_future(spin())
+        try:
+            yield
+        finally:
+            spinner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await spinner
+            if shown:
+                self.err.write("\r\x1b[K")
+                self.err.flush()
