@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aos.agents.profiles import Environment, Profile, get_profile
-from aos.agents.session import COMMAND, EVENT, LLM_EFFECT
+from aos.agents.session import CANCEL_EFFECT, COMMAND, EVENT, LLM_EFFECT
 from aos.agents.spec import Limits, ToolSpec
 from aos.kernel.world.records import DomainEventRecord, Record, decode_record
 
@@ -43,6 +43,7 @@ STATUSES = ["idle", "processing", "awaiting_input", "closed"]
 
 _opt = {"option": "text"}
 SCHEMAS: dict[str, Any] = {
+    "agent/CancelParams@1": {"record": {"emitted_at_seq": "nat", "effect_index": "nat"}},
     ANY: "any",
     SESSION_ID: "text",
     COMMAND: {"record": {
@@ -85,6 +86,7 @@ EFFECTS: dict[str, tuple[str, str, bool]] = {
     "sys/host.fs.grep@1": ("sys/HostFsGrepParams@1", "host.fs", False),
     "sys/host.fs.glob@1": ("sys/HostFsGlobParams@1", "host.fs", False),
     "sys/host.exec@1": ("sys/HostExecParams@1", "host.exec", False),
+    CANCEL_EFFECT: ("agent/CancelParams@1", "cancel", False),
 }
 
 
@@ -188,7 +190,8 @@ def _writes(t: ToolSpec, definition: AgentDefinition) -> bool:
 def build_manifest(definition: AgentDefinition, repo_root: str, provider: str) -> dict[str, Any]:
     """The world manifest: the session workflow keyed by session id, the
     effects its tools use, and grants for the repository and the provider."""
-    used = [LLM_EFFECT] + sorted({t.effect for t in definition.tool_specs() if not t.effect.startswith("builtin:")})
+    used = [LLM_EFFECT, CANCEL_EFFECT] + sorted(
+        {t.effect for t in definition.tool_specs() if not t.effect.startswith("builtin:")})
     effects: dict[str, Any] = {}
     for e in used:
         if e in definition.effects:
@@ -199,7 +202,8 @@ def build_manifest(definition: AgentDefinition, repo_root: str, provider: str) -
         else:
             raise ValueError(f"tool effect {e!r} is unknown; declare it in AgentDefinition.effects")
     caps = {d["cap"] for d in effects.values()}
-    grants: dict[str, Any] = {"llm": {"cap": "llm", "params": {"providers": [provider]}}}
+    grants: dict[str, Any] = {"llm": {"cap": "llm", "params": {"providers": [provider]}},
+                              "cancel": {"cap": "cancel"}}
     if "host.fs" in caps:
         grants["repo"] = {"cap": "host.fs", "params": {"root": repo_root, "read_only": definition.read_only}}
     if "host.exec" in caps:

@@ -37,6 +37,7 @@ from aos.agents.calls import (
 )
 from aos.agents.truncation import limits_for, truncate_output
 
+CANCEL_EFFECT = "sys/effect.cancel@1"
 COMMAND = "agent/Command@1"
 EVENT = "agent/Event@1"
 RECEIPT = "sys/EffectReceipt@1"
@@ -172,7 +173,10 @@ class _Step:
             child["status"] = "closed"
         st["status"], st["llm"], st["round"] = "closed", None, None
         st["steering"], st["followups"] = [], []
-        # the kernel cancels the open intents listed in ``pending`` (kills running commands)
+        # cancel what is still running (the kernel kills commands and settles the intents)
+        for key in pending:
+            seq, index = (int(x) for x in key.split(":"))
+            self.effect(CANCEL_EFFECT, {"emitted_at_seq": seq, "effect_index": index})
         self.emit("session_end", reason=reason, pending=pending)
         self.notify_parent("failed" if reason == "aborted" else "closed", success=False)
 

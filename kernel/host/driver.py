@@ -225,6 +225,13 @@ class WorldDriver:
         if receipt is not None:
             await self.deliver_receipt(intent.intent_hash, receipt)
 
+    async def cancel_effect(self, intent_hash: str) -> None:
+        """Stop a running adapter; the caller settles the intent."""
+        task = self._effects.pop(intent_hash, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     def publish_frame(self, intent_hash: str, frame: Mapping[str, Any]) -> None:
         self.stats.frames += 1
         for listener in list(self.frame_listeners):

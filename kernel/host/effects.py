@@ -117,6 +117,8 @@ class EffectDispatcher:
             return await self._portal_send(driver, intent, params)
         if kind == "llm.generate":
             return await self._llm(driver, intent, params)
+        if kind == "effect.cancel":
+            return await self._cancel(driver, intent, params)
         adapter = self.adapters.get(kind)
         if adapter is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
@@ -133,7 +135,7 @@ class EffectDispatcher:
 
     async def _timer_set(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> None:
         deliver_at_ns = int(params.get("deliver_at_ns", 0))
-        timer_key = "wt." + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
+        timer_key = self._timer_key(driver, intent)
         payload = cbor.encode(
             {"kind": "timer", "intent_hash": intent.intent_hash, "delivered_at_ns": deliver_at_ns, "key": params.get("key")}
         )
@@ -177,6 +179,26 @@ class EffectDispatcher:
         error = result.get("error") or {}
         return Receipt.fail(str(error.get("code", "llm_error")), str(error.get("message", "")),
                             **{k: v for k, v in error.items() if k not in ("code", "message") and v is not None})
+
+    async def _cancel(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
+        """Cancel one of the same cell's open intents: stop its adapter (host.exec kills
+        the process group) and settle it with an error receipt ``cancelled``."""
+        target = next(
+            (i for i in driver.world.open_intents()
+             if i.origin == intent.origin and i.emitted_at_seq == params.get("emitted_at_seq")
+             and i.effect_index == params.get("effect_index") and i.intent_hash != intent.intent_hash),
+            None,
+        )
+        if target is None:
+            return Receipt.ok(cancelled=False)
+        await driver.cancel_effect(target.intent_hash)
+        if effect_kind(target.effect) == "timer.set":
+            await self.services.timers.cancel(driver.universe, self._timer_key(driver, target))
+        await driver.deliver_receipt(target.intent_hash, Receipt.fail("cancelled", "cancelled by the workflow"))
+        return Receipt.ok(cancelled=True)
+
+    def _timer_key(self, driver: WorldDriver, intent: EffectIntentRecord) -> str:
+        return "wt." + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
 
     async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
         dest = str(params.get("dest_world", ""))

@@ -96,6 +96,7 @@ CHECKS: dict[str, Check] = {
     "http": _http,
     "llm": _llm,
     "timer": _any,
+    "cancel": _any,  # a cell can only cancel its own intents (the kernel matches the origin)
     "blob": _any,
     "portal": _portal,
 }

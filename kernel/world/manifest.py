@@ -47,6 +47,7 @@ GRANT_PARAMS: dict[str, Any] = {
         }
     },
     "timer": {"record": {}},
+    "cancel": {"record": {}},
     "blob": {"record": {}},
     "portal": {"record": {"worlds": {"option": {"list": "text"}}}},
 }

@@ -24,12 +24,13 @@ def example():
 
 
 def test_reviewer_manifest_grants_only_reading(example):
-    """The reviewer's world has read, grep and glob under a read-only repo grant, the LLM, and nothing else."""
+    """The reviewer's world has read, grep and glob under a read-only repo grant, the LLM, cancelling its own
+    effects, and nothing else."""
     agent = AgentHarness(example.reviewer("openai"))
     assert set(agent.doc["effects"]) == {"sys/llm.generate@1", "sys/host.fs.read@1", "sys/host.fs.grep@1",
-                                         "sys/host.fs.glob@1"}
+                                         "sys/host.fs.glob@1", "sys/effect.cancel@1"}
     assert agent.doc["grants"]["repo"]["params"]["read_only"] is True
-    assert set(agent.doc["grants"]) == {"repo", "llm"}
+    assert set(agent.doc["grants"]) == {"repo", "llm", "cancel"}
     cfg = agent.start_value["config"]
     assert [t["name"] for t in cfg["tools"]] == ["glob", "grep", "read_file"]
     assert cfg["system"].startswith("You are a code reviewer.") and "<environment>" in cfg["system"]

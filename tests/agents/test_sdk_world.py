@@ -96,7 +96,7 @@ def test_manifest_wires_the_session_workflow_effects_and_grants(repo):
     assert wf.key == "agent/SessionId@1" and wf.event == COMMAND
     assert set(wf.effects) == {"sys/llm.generate@1", "sys/host.fs.read@1", "sys/host.fs.write@1",
                                "sys/host.fs.apply_patch@1", "sys/host.exec@1", "sys/host.fs.grep@1",
-                               "sys/host.fs.glob@1"}
+                               "sys/host.fs.glob@1", "sys/effect.cancel@1"}
     assert doc["routing"] == [{"event": COMMAND, "workflow": "agent/session@1", "key_field": "session"}]
     root = str(repo.resolve())
     assert doc["grants"]["repo"]["params"] == {"root": root, "read_only": False}
@@ -124,7 +124,7 @@ def test_custom_effect_declared_by_the_definition_is_used():
         "sys/http.request@1": {"params": "agent/Any@1", "receipt": "agent/Any@1", "cap": "http"}},
         grants={"web": {"cap": "http", "params": {"hosts": ["x.test"]}}})
     agent = AgentHarness(d)
-    assert set(agent.doc["grants"]) == {"llm", "web"}
+    assert set(agent.doc["grants"]) == {"llm", "web", "cancel"}
     agent.start("get it")
     res = agent.reply(tool_calls=[call("fetch", url="https://x.test/a")])
     assert res.intents[0].effect == "sys/http.request@1" and res.intents[0].params == {"url": "https://x.test/a"}

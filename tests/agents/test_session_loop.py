@@ -216,17 +216,22 @@ def test_input_while_busy_is_queued_as_a_follow_up(agent):
 
 
 def test_abort_stops_effects_and_lists_the_open_intents_to_cancel(agent):
-    """Abort during a running shell ends the session; late receipts change nothing; input is refused."""
+    """Abort during a running shell ends the session and asks the kernel to cancel the running command;
+    late receipts change nothing; input is refused."""
     agent.start("run forever")
     res = agent.reply(tool_calls=[call("shell", command="sleep 100")])
-    agent.abort()
+    aborted = agent.abort()
     end = agent.events()[-1]
     assert end.kind == "session_end" and end.data["reason"] == "aborted"
     assert end.data["pending"] == [f"{res.intents[0].emitted_at_seq}:0"]
+    (cancel,) = aborted.intents
+    assert cancel.effect == "sys/effect.cancel@1"
+    assert cancel.params == {"emitted_at_seq": res.intents[0].emitted_at_seq, "effect_index": 0}
     assert agent.state()["status"] == "closed"
     before = len(agent.events())
-    r = agent.settle(res.intents[0], "timeout", {"error": "cancelled", "message": ""})
+    r = agent.settle(res.intents[0], "error", {"error": "cancelled", "message": "cancelled by the workflow"})
     assert not r.intents and len(agent.events()) == before
+    agent.settle(cancel, "ok", {"cancelled": True})
     agent.input("more")
     assert agent.events()[-1].kind == "warning" and not agent.open_intents()
 
