@@ -84,8 +84,9 @@ class KernelProcess:
             for line in self.proc.stderr:
                 self.log_lines.append(line.rstrip("\n"))
 
-        threading.Thread(target=read_stdout, daemon=True).start()
-        threading.Thread(target=read_stderr, daemon=True).start()
+        self._readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
         if not ready.wait(timeout) or self.proc.poll() is not None or "ready" not in self.output:
             self.kill()
             raise KernelStartError(
@@ -98,13 +99,25 @@ class KernelProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._close_pipes()
+        return code
 
     def kill(self) -> None:
         """SIGKILL: the crash every durability claim must survive."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        # the readers end at EOF once the process is gone; then the pipes can close
+        for reader in getattr(self, "_readers", []):
+            reader.join(5)
+        if self.proc is not None:
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
 
     def wait_for_log(self, needle: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
