@@ -416,6 +416,14 @@ class WorldClient(RemoteCap):
         reply = await call(self.cap.describe())
         return reply.info.to_dict(), list(reply.traps)
 
+    async def grants(self) -> list[dict[str, Any]]:
+        """[{name, cap, params, active}] for each of the world's grants."""
+        return [{"name": g.name, "cap": g.cap, "params": jsonvalue.loads(g.params), "active": g.active}
+                for g in (await call(self.cap.grants())).grants]
+
+    async def set_grant(self, name: str, active: bool) -> None:
+        await call(self.cap.setGrant(name, active))
+
     async def workflows(self) -> dict[str, bool]:
         """Workflow name -> keyed (cells) or not."""
         return {w.name: w.keyed for w in (await call(self.cap.describe())).workflows}

@@ -88,10 +88,26 @@ interface World extends(Caps.Held) {
   # docs/worlds.md), for replay tools and other languages. A world's journal
   # is reachable only through its World capability.
 
+  grants @9 () -> (grants :List(GrantInfo));
+  # The world's grants (from its manifest) and whether each is active.
+
+  setGrant @10 (name :Text, active :Bool) -> ();
+  # Revoke (active = false) or restore one of the world's grants. Effects
+  # through a revoked grant are settled with an error receipt "revoked"
+  # instead of running; the change is durable. Errors: InvalidArgument
+  # (no such grant).
+
   sendBatch @7 (events :List(Event)) -> (seqs :List(UInt64));
   # Send several events in one call, in order (the fast path for bulk
   # ingress). All are checked at the door first: if any is bad, none is sent
   # and the error names its index. Returns each event's journal position.
+}
+
+struct GrantInfo {
+  name @0 :Text;
+  cap @1 :Text;        # host.fs, host.exec, http, llm, timer, blob, portal, cancel
+  params @2 :Text;     # JSON
+  active @3 :Bool;
 }
 
 struct WorkflowInfo {

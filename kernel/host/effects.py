@@ -108,6 +108,8 @@ class EffectDispatcher:
         """Carry out one intent. ``None`` means the receipt will arrive later by mail."""
         kind = effect_kind(intent.effect)
         params: Mapping[str, Any] = intent.params if isinstance(intent.params, dict) else {}
+        if intent.grant in driver.meta.revoked_grants:
+            return Receipt.fail("revoked", f"grant {intent.grant!r} of this world has been revoked")
         if kind == "timer.set":
             await self._timer_set(driver, intent, params)
             return None

@@ -263,7 +263,9 @@ class WorldHost:
         snapshot = driver.world.snapshot()
         address = await self.services.cas.put(universe, snapshot)
         seq = await driver.submit(driver.world.snapshot_record())
-        meta = replace(driver.meta.with_snapshot(address, seq), last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms)
+        current = self.meta(universe, world_id)  # grants may have changed since the driver woke
+        meta = replace(driver.meta.with_snapshot(address, seq), revoked_grants=current.revoked_grants,
+                       last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms)
         await self.services.committer.commit([self.registry.put_op(meta)])
         self.registry.remember(meta)
         driver.meta = meta
@@ -300,6 +302,34 @@ class WorldHost:
         # a fork carries its source's open intents and issues them itself
         await self.driver(universe, new_id)
         return meta
+
+    async def set_grant(self, universe: str, world_id: str, name: str, active: bool) -> WorldMeta:
+        """Switch one of the world's manifest grants off (revoke) or back on.
+
+        A revoked grant still admits effects (admission is replayed and must not
+        depend on this), but the dispatcher settles them with an error receipt
+        ``revoked`` instead of running them; the receipt is journaled like any other.
+        """
+        meta = self.meta(universe, world_id)
+        manifest, _ = self._manifest(meta)
+        if name not in manifest.grants:
+            raise InvalidArgument(f"world {world_id} has no grant {name!r}; its grants: {sorted(manifest.grants)}")
+        revoked = set(meta.revoked_grants) - {name} if active else set(meta.revoked_grants) | {name}
+        meta = replace(meta, revoked_grants=tuple(sorted(revoked)))
+        await self.services.committer.commit([self.registry.put_op(meta)])
+        self.registry.remember(meta)
+        driver = self._drivers.get((universe, world_id))
+        if driver is not None:
+            driver.meta = replace(driver.meta, revoked_grants=meta.revoked_grants)
+        log.info("event=world_grant world=%s grant=%s active=%s", world_id, name, active)
+        return meta
+
+    def grants(self, universe: str, world_id: str) -> list[tuple[str, str, Any, bool]]:
+        """(name, cap, params, active) for each of the world's grants."""
+        meta = self.meta(universe, world_id)
+        manifest, _ = self._manifest(meta)
+        return [(g.name, g.cap, g.params, g.name not in meta.revoked_grants)
+                for g in sorted(manifest.grants.values(), key=lambda g: g.name)]
 
     def status(self, universe: str) -> list[WorldStatus]:
         out = []

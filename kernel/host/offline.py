@@ -43,7 +43,9 @@ def read_world(data_dir: str, universe: str, world_id: str) -> OfflineWorld:
         raw_meta = db.get_column_family("worlds").get(key(universe, world_id))
         if raw_meta is None:
             raise UnknownWorld(f"no world {world_id!r} in universe {universe} under {data_dir}")
-        meta = WorldMeta(**json.loads(raw_meta))
+        row = json.loads(raw_meta)
+        row["revoked_grants"] = tuple(row.get("revoked_grants", ()))
+        meta = WorldMeta(**row)
         doc = db.get_column_family("cas").get(key(universe) + bytes.fromhex(meta.manifest[7:]))
         prefix = key(journal_universe(universe), world_id)
         it = db.get_column_family("journal").iter()

@@ -23,6 +23,7 @@ class WorldMeta:
     snapshot_seq: int = 0  # journal seq of that snapshot's marker record (replay starts there)
     forked_from: str = ""
     last_event_ms: int = 0  # when the world last took an input, as of its latest snapshot
+    revoked_grants: tuple[str, ...] = ()  # manifest grants an operator switched off at runtime
 
     def with_snapshot(self, address: str, seq: int) -> WorldMeta:
         return replace(self, snapshot=address, snapshot_seq=seq)
@@ -42,7 +43,9 @@ class WorldRegistry:
         self._store = store
         self._metas: dict[tuple[str, str], WorldMeta] = {}
         for _, raw in store.scan("worlds", b""):
-            meta = WorldMeta(**json.loads(raw))
+            row = json.loads(raw)
+            row["revoked_grants"] = tuple(row.get("revoked_grants", ()))
+            meta = WorldMeta(**row)
             self._metas[(meta.universe, meta.world_id)] = meta
 
     def get(self, universe: str, world_id: str) -> WorldMeta | None:

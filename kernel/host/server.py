@@ -101,6 +101,15 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         return await self.host.send_batch(self.universe, self.world_id, batch)
 
     @remote()
+    async def grants(self, _context: Any, **kwargs: Any) -> Any:
+        return [{"name": n, "cap": c, "params": jsonvalue.dumps(p), "active": a}
+                for n, c, p, a in self.host.grants(self.universe, self.world_id)]
+
+    @remote()
+    async def setGrant(self, name: str, active: bool, _context: Any, **kwargs: Any) -> None:
+        await self.host.set_grant(self.universe, self.world_id, name, active)
+
+    @remote()
     async def state(self, workflow: str, key: str, _context: Any, **kwargs: Any) -> Any:
         driver = await self.host.driver(self.universe, self.world_id)
         if workflow not in driver.world.manifest.workflows:

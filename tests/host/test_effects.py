@@ -308,3 +308,52 @@ def test_effects_of_one_step_run_concurrently(kernel):
     server.shutdown()
     assert [r[1] for r in state["receipts"]] == ["ok", "ok"]
     assert all(r[2]["status"] == 200 for r in state["receipts"])
+
+
+def test_revoking_a_grant_at_runtime_refuses_the_next_effect(granting_kernel):
+    """After setGrant(blob, off) the next blob.put settles as 'revoked' without running; turning it back on works,
+    and the switch survives a restart."""
+    kernel = granting_kernel
+    doc = scripted_manifest({"blob": {"cap": "blob"}}, ["sys/blob.put@1"])
+    put = {"effects": [effect("sys/blob.put@1", data=b"x")]}
+
+    async def receipts_after(world, count):
+        async def enough():
+            state = await world.state(WORKFLOW)
+            return state["receipts"] if len(state["receipts"]) >= count else None
+
+        return await wait_for(enough)
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "granted")
+            await world.send(SCRIPT, put)
+            await receipts_after(world, 1)
+            await world.set_grant("blob", False)
+            listed = await world.grants()
+            await world.send(SCRIPT, put)
+            refused = (await receipts_after(world, 2))[1]
+            with pytest.raises(InvalidArgument):
+                await world.set_grant("nope", False)
+            return listed, refused
+
+    from aos.errors import InvalidArgument
+
+    listed, refused = run(main())
+    assert listed == [{"name": "blob", "cap": "blob", "params": {}, "active": False}]
+    assert refused[1] == "error" and refused[2]["error"] == "revoked"
+    kernel.stop()
+    kernel.start()
+
+    async def after_restart():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            world = await worlds.open("granted")
+            still_off = (await world.grants())[0]["active"]
+            await world.set_grant("blob", True)
+            await world.send(SCRIPT, put)
+            return still_off, (await receipts_after(world, 3))[2]
+
+    still_off, third = run(after_restart())
+    assert still_off is False and third[1] == "ok"
