@@ -77,6 +77,49 @@ class _Spec:
     encoding: str
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the kernel dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the process-group record below still covers it
+        pass
+
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of a process (field 22 of /proc/PID/stat): tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def sweep_orphans(run_dir: str) -> int:
+    """Kill the process groups of commands a previous kernel left running (it was killed
+    mid-command); returns how many were killed. Each record is ``pgid`` -> start time."""
+    killed = 0
+    if not os.path.isdir(run_dir):
+        return 0
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        try:
+            with open(path) as f:
+                started = f.read().strip()
+            pgid = int(name)
+        except (OSError, ValueError):
+            continue
+        if started and _start_time(pgid) == started:
+            _kill_group(pgid)
+            killed += 1
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return killed
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -106,8 +149,20 @@ class HostExecAdapter:
 
     kinds: tuple[str, ...] = ("host.exec",)
 
-    def __init__(self, drain_grace_s: float = DRAIN_GRACE_S) -> None:
+    def __init__(self, drain_grace_s: float = DRAIN_GRACE_S, run_dir: str | None = None) -> None:
         self.drain_grace_s = drain_grace_s
+        # where running process groups are recorded, so a kernel restarted after a
+        # crash can kill what its predecessor left behind (``sweep_orphans``)
+        self.run_dir = run_dir
+
+    def _remember(self, pgid: int) -> str | None:
+        if self.run_dir is None:
+            return None
+        os.makedirs(self.run_dir, exist_ok=True)
+        path = os.path.join(self.run_dir, str(pgid))
+        with open(path, "w") as f:
+            f.write(_start_time(pgid))
+        return path
 
     async def run(self, call: EffectCall, emit_frame: FrameSink) -> Receipt:
         if effect_name(call.kind) != "host.exec":
@@ -222,6 +277,7 @@ class HostExecAdapter:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own session, so its own process group (pgid == pid)
+                preexec_fn=_die_with_parent,
             )
         except FileNotFoundError:
             raise Fail("not_found", f"command {spec.argv[0]!r} could not be started: not found") from None
@@ -231,6 +287,7 @@ class HostExecAdapter:
             raise Fail("exec_error", f"command {spec.argv[0]!r} could not be started: {e.strerror or e}") from None
 
         pgid = transport.get_pid()
+        record = self._remember(pgid)
         frames = asyncio.ensure_future(_send_frames(proto.frames, emit_frame))
         timed_out = False
         try:
@@ -256,6 +313,11 @@ class HostExecAdapter:
                 finally:
                     transport.close()
                     proto.finish()
+                    if record is not None:
+                        try:
+                            os.unlink(record)
+                        except OSError:
+                            pass
         except BaseException:  # cancelled: the frames no longer matter
             frames.cancel()
             raise

@@ -76,7 +76,20 @@ class EffectDispatcher:
         self.services = services
         self.secrets = secrets
         self.adapters: dict[str, Adapter] = {}
+        self._llm_http: Any = None  # one pooled HTTP client for every llm.generate
         self._load_host_adapters()
+        exec_adapter = self.adapters.get("host.exec")
+        if exec_adapter is not None and hasattr(exec_adapter, "run_dir"):
+            exec_adapter.run_dir = os.path.join(services.config.data_dir, "run", "exec")
+            from aos.adapters.host_exec import sweep_orphans
+
+            killed = sweep_orphans(exec_adapter.run_dir)
+            if killed:
+                log.warning("event=orphans_killed count=%d reason=commands_of_a_crashed_kernel", killed)
+
+    async def close(self) -> None:
+        if self._llm_http is not None:
+            await self._llm_http.aclose()
 
     def _load_host_adapters(self) -> None:
         """The adapters that reach outside the kernel; each is optional at import."""
@@ -171,8 +184,13 @@ class EffectDispatcher:
         async def frame(value: Mapping[str, Any]) -> None:
             driver.publish_frame(intent.intent_hash, value)
 
+        if self._llm_http is None:
+            import httpx
+
+            # building a client costs ~20 ms (TLS context); share one, with its connection pool
+            self._llm_http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0))
         try:
-            adapter = LlmGenerateAdapter(blob_get=blob_get, base_urls=llm_base_urls())
+            adapter = LlmGenerateAdapter(blob_get=blob_get, base_urls=llm_base_urls(), http_client=self._llm_http)
             result = await adapter.run(safe, _Secrets(self.secrets), frame)
         except AosError as exc:  # e.g. the secret is not configured
             return Receipt.fail(exc.code, str(exc))

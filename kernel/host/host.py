@@ -94,6 +94,7 @@ class WorldHost:
             await driver.drain()
             await driver.stop()
         self._drivers.clear()
+        await self.dispatcher.close()
 
     # --- creating ------------------------------------------------------------------------------
 

@@ -1,0 +1,209 @@
+"""The kernel's overhead per agent turn: a coding-agent session world vs a plain Python loop, same twin.
+
+One agent turn is one user input answered in full: an LLM call that returns two parallel tool calls
+(``read_file`` of a small file and ``shell`` ``true``), both tools run, and a second LLM call that
+returns the final text. Through the kernel that is the session world's workflow: every command,
+intent, receipt and session event journaled, the tools run as ``host.fs`` / ``host.exec`` effects,
+the LLM calls as ``sys/llm.generate@1`` effects; the turn's time is the wall clock from
+``World.send`` of the input to its ``processing_end`` event in the world's tail. The plain loop is
+the same turn with nothing in between: ``Client.complete`` on the same twin with the same system
+prompt, tool definitions and growing history, the file read with ``open`` and ``bash -c true`` run
+with ``asyncio.create_subprocess_exec``, both tools concurrently. Kernel and plain turns alternate
+(the order flips every turn), so a busy machine slows both alike; the ratio is of the medians.
+
+Run with ``.venv/bin/python -m pytest bench/bench_agent.py -q --benchmark-disable-gc``; scale the
+turn count with ``AOS_BENCH_SCALE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import benchlib
+import pytest
+from aos.adapters.llm import Client, Message, Request, ToolDefinition
+from aos.adapters.llm.testing import ModelTurn, ProviderTwin, ScriptedCall, Turn
+from aos.agents import (
+    COMMAND,
+    Limits,
+    build_world,
+    coding_agent,
+    input_event,
+    transcript,
+)
+from aos.kernel.client import Connection
+from aos.kernel.world.records import record_from_value
+from benchlib import Figures
+
+from aos.testing import KernelProcess
+
+SCALE = float(os.environ.get("AOS_BENCH_SCALE", "1"))
+PROVIDER = "anthropic"
+KEY = "sk-bench-agent-0123456789"
+TURNS = max(5, int(40 * SCALE))
+WARMUP = 3
+FINAL = "Done: the file is read and the command ran."
+SMALL = "".join(f"line {i}: the quick brown fox\n" for i in range(20))
+
+
+class Model:
+    """Two parallel tool calls for a request whose last message is the user's; a final text after tool results."""
+
+    def __init__(self, small_path: str) -> None:
+        self.small_path = small_path
+        self.n = 0
+
+    def __call__(self, request: Any) -> ModelTurn:
+        last = (request.body.get("messages") or [{}])[-1]
+        content = last.get("content")
+        if isinstance(content, list) and any(block.get("type") == "tool_result" for block in content):
+            return ModelTurn(text=FINAL)
+        self.n += 1
+        return ModelTurn(tool_calls=[
+            ScriptedCall("read_file", f'{{"file_path": "{self.small_path}"}}', id=f"toolu_r{self.n}"),
+            ScriptedCall("shell", '{"command": "true"}', id=f"toolu_s{self.n}"),
+        ])
+
+
+class PlainAgent:
+    """The same turn in a plain loop: call the twin, run both tools, call it again."""
+
+    def __init__(self, client: Client, config: dict[str, Any]) -> None:
+        self.client = client
+        self.model = config["model"]
+        self.tools = [ToolDefinition(t["name"], t["description"], t["parameters"]) for t in config["tools"]]
+        self.messages = [Message.system(config["system"])]
+
+    async def turn(self, text: str) -> str:
+        self.messages.append(Message.user(text))
+        while True:
+            response = await self.client.complete(Request(self.model, list(self.messages), tools=self.tools))
+            self.messages.append(response.message)
+            calls = response.tool_calls
+            if not calls:
+                return response.text
+            outputs = await asyncio.gather(*(self.run_tool(call.name, call.arguments) for call in calls))
+            for call, output in zip(calls, outputs):
+                self.messages.append(Message.tool_result(call.id, output))
+
+    async def run_tool(self, name: str, arguments: Any) -> str:
+        if name == "read_file":
+            with open(arguments["file_path"]) as f:  # noqa: ASYNC230 - a small local file, as cheap as it gets
+                return f.read()
+        proc = await asyncio.create_subprocess_exec("bash", "-c", arguments["command"],
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return out.decode() + f"\n(exit {proc.returncode})"
+
+
+@pytest.mark.timeout(300)
+def test_agent_turn_overhead(benchmark: Any, figures: Figures) -> None:
+    """Milliseconds per agent turn (LLM round + 2 parallel tools + final LLM call) through a kernel world vs a plain loop."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="aosba-", dir="/tmp") as tmp:
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(repo)
+        small = os.path.join(repo, "small.txt")
+        with open(small, "w") as f:
+            f.write(SMALL)
+        model = Model(small)
+        twin = ProviderTwin(PROVIDER, api_key=KEY).start()
+        twin.record = False
+        twin.repeat(Turn(model))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+        env.update({"ANTHROPIC_BASE_URL": twin.base_url, "ANTHROPIC_API_KEY": KEY})
+        kernel = KernelProcess(os.path.join(tmp, "k"), env=env,
+                               extra_args=["--grant-host", repo, "--health", "", "--idle-seconds", "3600"])
+        os.makedirs(kernel.data_dir)
+        kernel.start()
+        try:
+            async def main() -> None:
+                async with await Connection.open(kernel.address) as conn:
+                    admin = await conn.restore_kernel(kernel.admin_token)
+                    doc, start = build_world(coding_agent(PROVIDER), repo, PROVIDER, None, session="main",
+                                             task="turn 0", limits=Limits(enable_loop_detection=False))
+                    world, _ = await (await admin.worlds("bench-agent")).create(doc, {}, "bench1", "agent bench")
+                    ends: list[str] = []
+                    changed = asyncio.Event()
+
+                    async def on_record(seq: int, value: dict[str, Any]) -> None:
+                        value.pop("at", None)
+                        for event in transcript([record_from_value(value)], "main"):
+                            if event.kind in ("processing_end", "error", "turn_limit", "loop_detection",
+                                              "session_end"):
+                                ends.append(event.kind)
+                                changed.set()
+
+                    async def until_ended(count: int) -> None:
+                        while len(ends) < count:
+                            changed.clear()
+                            await asyncio.wait_for(changed.wait(), 30)
+                        assert ends[count - 1] == "processing_end", ends
+
+                    plain = PlainAgent(twin.client(), start["config"])
+                    subscription = await world.tail(0, on_record)
+                    clock = time.perf_counter
+
+                    async def kernel_turn(i: int) -> float:
+                        begin = clock()
+                        if i == 0:
+                            await world.send(COMMAND, start)
+                        else:
+                            await world.send(COMMAND, input_event("main", f"turn {i}"))
+                        await until_ended(i + 1)
+                        return clock() - begin
+
+                    async def plain_turn(i: int) -> float:
+                        begin = clock()
+                        assert await plain.turn(f"turn {i}") == FINAL
+                        return clock() - begin
+
+                    kernel_times, plain_times = [], []
+                    cpu_start = 0.0
+                    for i in range(WARMUP + TURNS):
+                        if i == WARMUP:
+                            cpu_start = benchlib.process_cpu(kernel.proc.pid)
+                        pair = [kernel_turn, plain_turn] if i % 2 == 0 else [plain_turn, kernel_turn]
+                        times = {fn: await fn(i) for fn in pair}
+                        if i >= WARMUP:
+                            kernel_times.append(times[kernel_turn])
+                            plain_times.append(times[plain_turn])
+                    out["kernel_cpu"] = (benchlib.process_cpu(kernel.proc.pid) - cpu_start) / TURNS
+                    await subscription.cancel()
+                    records, next_seq = await world.read_raw(0, 0)
+                    while len(records) < next_seq:
+                        records += (await world.read_raw(len(records), 0))[0]
+                    out["kernel"], out["plain"] = kernel_times, plain_times
+                    out["events"] = [e.kind for e in transcript(records, "main")]
+                    out["records"] = len(records)
+                    await plain.client.close()
+
+            benchmark.pedantic(lambda: benchlib.run_client(main), rounds=1, iterations=1)
+        finally:
+            kernel.kill()
+            twin.stop()
+
+    turns = WARMUP + TURNS
+    events = out["events"]
+    assert events.count("processing_end") == turns
+    assert events.count("tool_call_start") == 2 * turns
+    assert events.count("assistant_text_end") == 2 * turns
+    kernel_ms = statistics.median(out["kernel"]) * 1000
+    plain_ms = statistics.median(out["plain"]) * 1000
+    figures.record("agent.turn.plain", "agent turn in a plain Python loop (2 LLM calls, 2 tools)", plain_ms,
+                   "ms/turn", benchmark=benchmark)
+    figures.record("agent.turn.kernel", "agent turn through a kernel session world, journaled", kernel_ms,
+                   "ms/turn", baseline="agent.turn.plain", paired=plain_ms, benchmark=benchmark)
+    early, late = out["kernel"][:10], out["kernel"][-10:]
+    growth = (statistics.median(late) - statistics.median(early)) * 1000 / max(1, TURNS - 10)
+    figures.record("agent.turn.kernel.growth", "kernel turn time added per earlier turn in the session",
+                   growth, "ms/turn", note="history-proportional cost", benchmark=benchmark)
+    figures.record("agent.turn.kernel_cpu", "kernel process CPU per agent turn", out["kernel_cpu"] * 1000,
+                   "ms/turn", benchmark=benchmark)
+    figures.record("agent.turn.records", "journal records per agent turn", out["records"] / turns,
+                   "records/turn", benchmark=benchmark)
