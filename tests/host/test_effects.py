@@ -8,7 +8,6 @@ import pytest
 from aos.errors import PermissionDenied
 from aos.kernel.client import Connection, run
 from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS, runaway_wasm
-from aos.testing import KernelProcess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from worldkit import assert_replays, raw_journal, wait_for, wasm_module  # noqa: E402
@@ -49,19 +48,6 @@ def scripted_manifest(grants, declared, root=""):
 
 def effect(name, **params):
     return {"effect": name, "params": params}
-
-
-@pytest.fixture
-def granting_kernel(data_dir, tmp_path):
-    """A laptop kernel that may grant host.fs under tmp_path/granted, hibernating after 0.3 s idle."""
-    granted = tmp_path / "granted"
-    granted.mkdir()
-    proc = KernelProcess(data_dir, extra_args=["--grant-host", str(granted), "--idle-seconds", "0.3"]).start()
-    proc.granted = granted
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 async def _open(kernel, conn):

@@ -14,25 +14,11 @@ from aos.errors import AosError, PermissionDenied
 from aos.kernel.client import Connection, run
 from aos.kernel.world.records import (DomainEventRecord, EffectIntentRecord, EffectRejectedRecord, EventRecord,
                                       ReceiptRecord, SnapshotRecord)
-from aos.testing import KernelProcess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from worldkit import assert_replays, bundle, decoded_journal, wait_for, wait_for_state  # noqa: E402
 
 U = "u"
-
-
-@pytest.fixture
-def example_kernel(data_dir, tmp_path):
-    """A laptop kernel granting host.fs under tmp_path/granted and hibernating worlds after 0.3 s idle."""
-    granted = tmp_path / "granted"
-    granted.mkdir()
-    proc = KernelProcess(data_dir, extra_args=["--grant-host", str(granted), "--idle-seconds", "0.3"]).start()
-    proc.granted = granted
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 async def _open(kernel, conn):
