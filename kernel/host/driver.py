@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +72,6 @@ class WorldDriver:
         self.next_seq = next_seq
         self.stats = DriverStats()
         self.last_active = time.monotonic()
-        self.frame_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
         self._inbox: deque[_Input] = deque()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_COMMITS_IN_FLIGHT)
@@ -234,5 +233,4 @@ class WorldDriver:
 
     def publish_frame(self, intent_hash: str, frame: Mapping[str, Any]) -> None:
         self.stats.frames += 1
-        for listener in list(self.frame_listeners):
-            listener(intent_hash, frame)
+        self.host.publish_frame(self.universe, self.world_id, intent_hash, frame)

@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,8 @@ class WorldHost:
         self._drains: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._redrain: set[tuple[str, str]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        # stream frames are not journaled; watchers register per world, awake or not
+        self._frame_listeners: dict[tuple[str, str], list[Callable[[str, Any], None]]] = {}
         self.wakes = 0
         self.hibernations = 0
 
@@ -340,6 +342,25 @@ class WorldHost:
             last = (driver.stats.last_input_ms if driver else 0) or meta.last_event_ms
             out.append(WorldStatus(meta, driver is not None, height, last, driver.stats.traps if driver else 0))
         return out
+
+    # --- stream frames --------------------------------------------------------------------------
+
+    def watch_frames(self, universe: str, world_id: str, listener: Callable[[str, Any], None]) -> Callable[[], None]:
+        """Call ``listener(intent_hash, frame)`` for every frame of the world; returns an unsubscribe."""
+        listeners = self._frame_listeners.setdefault((universe, world_id), [])
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+            if not listeners:
+                self._frame_listeners.pop((universe, world_id), None)
+
+        return unsubscribe
+
+    def publish_frame(self, universe: str, world_id: str, intent_hash: str, frame: Any) -> None:
+        for listener in list(self._frame_listeners.get((universe, world_id), ())):
+            listener(intent_hash, frame)
 
     # --- inboxes: timers and portal messages -----------------------------------------------------
 

@@ -158,25 +158,17 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
     journal = cap.services.journal
     universe, world_id = journal_universe(cap.universe), cap.world_id
     frames: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1024)
-    attached: list[Any] = []
 
     def on_frame(intent_hash: str, frame: Any) -> None:
-        if not frames.full():
+        if not frames.full():  # a slow watcher loses frames, never journal records
             frames.put_nowait((intent_hash, frame))
 
+    unsubscribe = cap.host.watch_frames(cap.universe, world_id, on_frame)
     seq = from_seq
     world_key = name_key(universe, world_id)
     try:
         while True:
             cap.grant.check()
-            driver = cap.host.awake(cap.universe, world_id)
-            if driver is not None and driver not in attached:
-                # a world that hibernated and woke has a new driver: follow it
-                for old in attached:
-                    if on_frame in old.frame_listeners:
-                        old.frame_listeners.remove(on_frame)
-                attached[:] = [driver]
-                driver.frame_listeners.append(on_frame)
             while not frames.empty():
                 intent_hash, frame = frames.get_nowait()
                 await watcher.frame(intent_hash, jsonvalue.dumps(frame))
@@ -187,13 +179,11 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
                 seq += 1
             if not records:
                 frame_wait = asyncio.ensure_future(frames.get())
-                done, _ = await asyncio.wait({arrived, frame_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({arrived, frame_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if frame_wait in done:
                     intent_hash, frame = frame_wait.result()
                     await watcher.frame(intent_hash, jsonvalue.dumps(frame))
                 else:
                     frame_wait.cancel()
     finally:
-        for driver in attached:
-            if on_frame in driver.frame_listeners:
-                driver.frame_listeners.remove(on_frame)
+        unsubscribe()

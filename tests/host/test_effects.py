@@ -343,3 +343,52 @@ def test_revoking_a_grant_at_runtime_refuses_the_next_effect(granting_kernel):
 
     still_off, third = run(after_restart())
     assert still_off is False and third[1] == "ok"
+
+
+def test_long_effects_stream_frames_to_watchers(granting_kernel):
+    """A running host.exec sends its output as stream frames to the world's watchers before its receipt arrives."""
+    import asyncio
+
+    kernel = granting_kernel
+    root = kernel.granted
+    doc = scripted_manifest({"sh": {"cap": "host.exec", "params": {"cwd": str(root), "shell": True}}}, ["sys/host.exec@1"])
+    doc["schemas"]["sys/Exec@1"] = {"record": {"argv": {"list": "text"}}}
+    doc["effects"]["sys/host.exec@1"] = {"params": "sys/Exec@1", "receipt": "sys/Any@1", "cap": "host.exec"}
+    script = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
+
+    async def main():
+        async with await Connection.open(kernel.address) as conn:
+            _, worlds = await _open(kernel, conn)
+            world, _ = await worlds.create(doc, {}, "streamer")
+            frames, first_seen = [], asyncio.Event()
+
+            async def on_frame(intent_hash, frame):
+                frames.append(frame)
+                if "first" in str(frame.get("data")):
+                    first_seen.set()
+
+            async def on_record(seq, record):
+                return None
+
+            subscription = await world.tail(0, on_record, on_frame)
+            await world.send(SCRIPT, {"effects": [effect("sys/host.exec@1", argv=["bash", "-c", script])]})
+            try:
+                await asyncio.wait_for(first_seen.wait(), 15)
+            except TimeoutError:
+                raise AssertionError(f"no first frame: {frames} {await world.state(WORKFLOW)}")
+            # the command is still running (it waits for 'go'): the frame came before any receipt
+            before = (await world.state(WORKFLOW))["receipts"]
+            (root / "go").write_text("")
+
+            async def done():
+                state = await world.state(WORKFLOW)
+                return state if state["receipts"] else None
+
+            state = await wait_for(done)
+            await subscription.cancel()
+            return before, frames, state
+
+    before, frames, state = run(main())
+    assert before == []
+    assert frames and all(f.get("stream") in ("stdout", "stderr") for f in frames)
+    assert state["receipts"][0][1] == "ok" and "second" in str(state["receipts"][0][2]["stdout"])
