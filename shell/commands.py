@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aos.cli import human_size
 from aos.cli_world import _ago, _all_states, _line, load_bundle_doc
-from aos.errors import AosError, InvalidArgument, KernelUnavailable
+from aos.errors import AosError, InvalidArgument, KernelUnavailable, PermissionDenied
 from aos.kernel.host import jsonvalue
 from aos.shell.parse import Command, Grammar
-from aos.shell.render import Json, Line, Output, Table
+from aos.shell.render import Inline, Json, Line, Output, Table
 from aos.shell.session import Session
 
 Emit = Callable[[Output], None]
+Ask = Callable[[str], Awaitable["str | None"]]
 
 
 class UnknownCommand(InvalidArgument):
@@ -45,6 +48,7 @@ class ExitShell(Exception):
 class Context:
     session: Session
     emit: Emit  # show output now (for streaming commands such as `journal --tail`)
+    ask: Ask | None = None  # read a line from the user while the command runs (None at Ctrl-D/Ctrl-C)
 
 
 Handler = Callable[[Context, Command], Awaitable[Output]]
@@ -67,12 +71,7 @@ class Spec:
 
 COMMANDS: dict[str, Spec] = {}
 ALIASES = {"quit": "exit", "ls": "worlds", "?": "help"}
-NOT_YET = {
-    "grants": "grants need runtime grant changes, which the kernel does not have yet",
-    "grant": "grants need runtime grant changes, which the kernel does not have yet",
-    "revoke": "revoking a world's grants needs runtime grant changes, which the kernel does not have yet",
-    "agent": "agents need the agent SDK, which is not built yet",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def command(name: str, usage: str, summary: str, **kwargs: Any) -> Callable[[Handler], Handler]:
@@ -98,22 +97,24 @@ def spec_for(name: str) -> Spec:
     return spec
 
 
-async def execute(session: Session, cmd: Command, emit: Emit, note: Emit | None = None) -> Output:
+async def execute(session: Session, cmd: Command, emit: Emit, note: Emit | None = None,
+                  ask: Ask | None = None) -> Output:
     """Run one command; raises ``AosError`` (the caller shows it) or ``ExitShell``.
 
     ``emit`` shows output as it comes (streaming commands); ``note`` shows
-    connection news ("reconnected", a kernel started) and defaults to ``emit``.
+    connection news ("reconnected", a kernel started) and defaults to ``emit``;
+    ``ask`` reads a line from the user (interactive ``agent chat``).
     """
     spec = spec_for(cmd.name)
     low, high = spec.args
     if not low <= len(cmd.args) <= high:
         raise InvalidArgument(f"usage: {spec.usage}")
     if not spec.kernel:
-        return await spec.handler(Context(session, emit), cmd)
+        return await spec.handler(Context(session, emit, ask), cmd)
     for news in await session.ensure():
         (note or emit)([Line(news, "warn")])
     try:
-        return await spec.handler(Context(session, emit), cmd)
+        return await spec.handler(Context(session, emit, ask), cmd)
     except KernelUnavailable:
         session.lost()
         raise
@@ -301,6 +302,230 @@ async def _snapshot(ctx: Context, cmd: Command) -> Output:
     return [Line(f"snapshot {address} (journal seq {seq})")]
 
 
+# --- grants -----------------------------------------------------------------------------------
+async def _world_for_grants(ctx: Context) -> Any:
+    if not ctx.session.world_id:
+        raise InvalidArgument("enter a world first: `world ID` (see `worlds`)")
+    return await ctx.session.world()
+
+
+@command("grants", "grants", "this world's grants: name, capability, on or off, parameters")
+async def _grants(ctx: Context, cmd: Command) -> Output:
+    listed = await (await _world_for_grants(ctx)).grants()
+    rows = tuple((g["name"], g["cap"], "yes" if g["active"] else "no (revoked)", jsonvalue.dumps(g["params"]))
+                 for g in sorted(listed, key=lambda g: g["name"]))
+    styles = tuple(("bold", "", "ok" if g["active"] else "warn", "dim") for g in sorted(listed, key=lambda g: g["name"]))
+    return [Table(("NAME", "CAP", "ACTIVE", "PARAMS"), rows, styles, empty="(this world has no grants)")]
+
+
+async def _switch_grant(ctx: Context, name: str, active: bool) -> Output:
+    world = await _world_for_grants(ctx)
+    await world.set_grant(name, active)
+    if active:
+        return [Line(f"grant {name} is active again in {ctx.session.world_id}")]
+    return [Line(f"grant {name} revoked in {ctx.session.world_id}: its effects now settle as errors (`grant {name}` "
+                 "turns it back on)")]
+
+
+@command("revoke", "revoke NAME", "switch one of this world's grants off (its next effects fail as revoked)",
+         args=(1, 1))
+async def _revoke(ctx: Context, cmd: Command) -> Output:
+    return await _switch_grant(ctx, cmd.args[0], False)
+
+
+@command("grant", "grant NAME", "switch a revoked grant of this world back on", args=(1, 1))
+async def _grant(ctx: Context, cmd: Command) -> Output:
+    return await _switch_grant(ctx, cmd.args[0], True)
+
+
+# --- agents -----------------------------------------------------------------------------------
+PROVIDERS = ("anthropic", "openai", "gemini")
+AGENT_SESSION = "main"
+TOOL_LINE = 120  # characters of a tool call's arguments or result shown
+
+
+class AgentFailed(AosError):
+    """The agent's turn ended in an error event (its ``code`` is the event's)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@command("agent", "agent new [--repo DIR ...] | agent chat [TEXT]",
+         "create a coding-agent world and enter it, or talk to the agent of this world", args=(1, 2),
+         grammar=Grammar(valued=frozenset({"repo", "provider", "model", "id"}), rest_at=1), streams=True,
+         detail=("agent new [--repo DIR] [--provider anthropic|openai|gemini] [--model M] [--id ID]: a session world "
+                 "for DIR (default: the current directory); the kernel must grant DIR (aos-kernel --grant-host DIR). "
+                 "agent chat TEXT: one turn, streamed; agent chat alone: a turn per line until an empty line or "
+                 "Ctrl-D. Ctrl-C interrupts a turn, which closes the session."))
+async def _agent(ctx: Context, cmd: Command) -> Output:
+    action = cmd.args[0]
+    if action == "new" and len(cmd.args) == 1:
+        return await _agent_new(ctx, cmd)
+    if action == "chat":
+        if cmd.options:
+            raise InvalidArgument(f"agent chat takes no options (got --{min(cmd.options)})")
+        return await _agent_chat(ctx, cmd.args[1] if len(cmd.args) == 2 else "")
+    raise InvalidArgument(f"usage: {COMMANDS['agent'].usage}")
+
+
+async def _agent_new(ctx: Context, cmd: Command) -> Output:
+    from aos.agents import COMMAND, build_world, coding_agent
+
+    repo = os.path.realpath(os.path.expanduser(cmd.options.get("repo") or os.getcwd()))
+    if not os.path.isdir(repo):
+        raise InvalidArgument(f"no such directory: {repo}")
+    provider = cmd.options.get("provider", "anthropic")
+    if provider not in PROVIDERS:
+        raise InvalidArgument(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    doc, start = build_world(coding_agent(provider), repo, provider, cmd.options.get("model"), session=AGENT_SESSION)
+    world_id = cmd.options.get("id") or time.strftime("s-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    worlds = await ctx.session.worlds()
+    try:
+        world, _ = await worlds.create(doc, {}, world_id, f"agent on {os.path.basename(repo)}")
+    except PermissionDenied as exc:
+        if "--grant-host" not in str(exc):
+            raise
+        raise PermissionDenied(_not_granted(ctx.session, repo)) from None
+    await world.send(COMMAND, start)
+    await ctx.session.enter(world_id)
+    model = start["config"].get("model") or "(default model)"
+    return [Line(f"created agent world {world_id}: {provider} {model} on {repo}"),
+            Line("talk to it: agent chat TEXT (one turn), or agent chat (a turn per line, empty line ends); "
+                 "Ctrl-C interrupts a turn", "dim")]
+
+
+def _not_granted(session: Session, repo: str) -> str:
+    target = session.target
+    if target.data_dir:
+        return (f"the local kernel does not grant {repo}: stop it and start one that does: "
+                f"aos-kernel --data {target.data_dir} --grant-host {repo}")
+    return (f"the kernel at {target.address} does not grant {repo}: start a kernel that does "
+            f"(aos-kernel --grant-host {repo}) and connect to it with --connect")
+
+
+async def _agent_chat(ctx: Context, text: str) -> Output:
+    from aos.agents import WORKFLOW
+
+    world = await ctx.session.world()
+    if WORKFLOW not in await world.workflows():
+        raise InvalidArgument(f"{ctx.session.world_id} is not an agent world (make one with `agent new`)")
+    if text:
+        await _turn(ctx, world, text)
+        return []
+    if ctx.ask is None:
+        raise InvalidArgument("agent chat with no TEXT reads turns from the terminal; in a script give the TEXT")
+    ctx.emit([Line("one turn per line; an empty line or Ctrl-D ends the chat", "dim")])
+    while (line := await ctx.ask("you> ")) and line.strip():
+        if not await _turn(ctx, world, line.strip()):
+            break
+    return []
+
+
+async def _turn(ctx: Context, world: Any, text: str) -> bool:
+    """Send one user turn and show the session's events until the turn ends; False if Ctrl-C interrupted it."""
+    from aos.agents import COMMAND, WORKFLOW, abort_event, input_event, transcript
+    from aos.kernel.world.records import EffectIntentRecord, ReceiptRecord, record_from_value
+
+    state = await world.state(WORKFLOW, AGENT_SESSION)
+    if state is None:
+        raise InvalidArgument(f"no agent session {AGENT_SESSION!r} in {ctx.session.world_id}")
+    if state["status"] == "closed":
+        raise InvalidArgument(f"the agent session in {ctx.session.world_id} is closed (interrupted or ended): "
+                              "start a new one with `agent new`")
+    done: asyncio.Future[AgentFailed | None] = asyncio.get_running_loop().create_future()
+    # Model text streams as frames of its llm intent. The tail may deliver an intent's frames before the records
+    # that precede the intent (the tool calls of the round before), so frames wait until their intent's record has
+    # come, and a reply whose text was shown from frames is not shown again at its assistant_text_end.
+    intents: set[str] = set()  # intents whose effect_intent record has been seen
+    held: dict[str, list[str]] = {}  # text of intents not seen yet
+    shown: set[str] = set()  # intents whose text was shown from frames
+    settled: set[str] = set()
+    receipt = [""]  # the intent whose receipt the events being read answer
+
+    def finish(result: AgentFailed | None) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    def show_text(intent: str, text: str) -> None:
+        if text and not done.done():
+            shown.add(intent)
+            ctx.emit([Inline(text)])
+
+    async def on_record(seq: int, value: dict[str, Any]) -> None:
+        value.pop("at", None)
+        record = record_from_value(value)
+        if isinstance(record, EffectIntentRecord):
+            intents.add(record.intent_hash)
+            show_text(record.intent_hash, "".join(held.pop(record.intent_hash, [])))
+        elif isinstance(record, ReceiptRecord):
+            receipt[0] = record.intent_hash
+            settled.add(record.intent_hash)
+            held.pop(record.intent_hash, None)
+        for event in transcript([record], session=AGENT_SESSION):
+            data = event.data
+            if event.kind == "assistant_text_end":
+                if receipt[0] not in shown and data.get("text"):
+                    ctx.emit([Line(str(data["text"]))])
+            elif event.kind == "tool_call_start":
+                ctx.emit([Line(_clip(f"> {data.get('tool_name')} {_compact(data.get('arguments'))}"), "dim")])
+            elif event.kind == "tool_call_end":
+                error = "error: " if data.get("is_error") else ""
+                ctx.emit([Line(_clip(f"< {data.get('tool_name')} {error}{_compact(data.get('output'))}"),
+                               "warn" if error else "dim")])
+            elif event.kind in ("warning", "turn_limit", "loop_detection"):
+                ctx.emit([Line(f"{event.kind}: {data.get('message', '')}", "warn")])
+                if event.kind == "warning" and "closed" in str(data.get("message", "")):
+                    finish(AgentFailed("SessionClosed", str(data.get("message"))))
+            elif event.kind == "error":
+                finish(AgentFailed(str(data.get("code") or "AgentError"), str(data.get("message") or "")))
+            elif event.kind in ("processing_end", "session_end"):
+                finish(None)
+
+    async def on_frame(intent: str, frame: Any) -> None:
+        if not isinstance(frame, dict) or frame.get("type") != "text_delta" or intent in settled:
+            return
+        delta = str(frame.get("delta") or "")
+        if intent in intents:
+            show_text(intent, delta)
+        else:
+            held.setdefault(intent, []).append(delta)
+
+    info, _ = await world.describe()
+    subscription = await world.tail(int(info["journalHeight"]), on_record, on_frame)
+    try:
+        await world.send(COMMAND, input_event(AGENT_SESSION, text))
+        kernel = ctx.session.kernel
+        assert kernel is not None
+        while not done.done():  # a lost kernel never ends the turn: check on it now and then
+            await asyncio.wait({done}, timeout=3)
+            if not done.done():
+                await kernel.status()
+    except asyncio.CancelledError:
+        with contextlib.suppress(AosError, asyncio.TimeoutError):
+            await asyncio.wait_for(world.send(COMMAND, abort_event(AGENT_SESSION)), 5)
+        ctx.emit([Line("(turn interrupted: the session is closed)", "dim")])
+        return False
+    finally:
+        with contextlib.suppress(AosError, asyncio.TimeoutError):
+            await asyncio.wait_for(subscription.cancel(), 2)
+    failed = done.result()
+    if failed is not None:
+        raise failed
+    return True
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return " ".join(value.split())
+    return jsonvalue.dumps(value)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= TOOL_LINE else text[:TOOL_LINE - 1] + "…"
+
+
 # --- cas --------------------------------------------------------------------------------------
 @command("cas", "cas put FILE | cas get HASH [FILE]", "store a file in CAS, or read a blob (to FILE, or shown)",
          args=(2, 3))
@@ -344,7 +569,6 @@ async def _help(ctx: Context, cmd: Command) -> Output:
         return out + ([Line("  " + spec.detail, "dim")] if spec.detail else [])
     rows = tuple((spec.usage, spec.summary) for spec in COMMANDS.values())
     return [Table(("COMMAND", "WHAT IT DOES"), rows, tuple(("key", "") for _ in rows)),
-            Line("not available yet: grants, grant, revoke (runtime grant changes), agent (the agent SDK)", "dim"),
             Line("several commands on one line: separate them with ;", "dim")]
 
 

@@ -54,7 +54,18 @@ class Json:
     label: str = ""
 
 
-Block = Line | Table | Json
+@dataclass(frozen=True, slots=True)
+class Inline:
+    """Text that continues the current line and leaves it open (streamed model text).
+
+    As the last block of an output, no newline follows it; the next output
+    starts where it stopped (the emitter ends the line first)."""
+
+    text: str
+    style: str = ""
+
+
+Block = Line | Table | Json | Inline
 Output = list[Block]
 
 
@@ -104,7 +115,13 @@ def render(blocks: Output, color: bool = False) -> str:
     """The blocks as text, one ``\\n``-joined string (no trailing newline)."""
     lines: list[str] = []
     for block in blocks:
-        if isinstance(block, Line):
+        if isinstance(block, Inline):
+            text = paint(block.text, block.style, color)
+            if lines:
+                lines[-1] += text
+            else:
+                lines.append(text)
+        elif isinstance(block, Line):
             lines.append(paint(block.text, block.style, color))
         elif isinstance(block, Table):
             lines.extend(_table(block, color))

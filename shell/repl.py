@@ -92,7 +92,11 @@ class ShellCompleter(Completer):
             yield from _matching(sorted(COMMANDS), current)
         elif name == "cas" and position == 1:
             yield from _matching(["put", "get"], current)
-        elif position in PATH_ARGS.get(name, ()) or (words[-1] == "--grant-root"):
+        elif name == "agent" and position == 1:
+            yield from _matching(["new", "chat"], current)
+        elif name == "agent" and words[-1] == "--provider":
+            yield from _matching(["anthropic", "openai", "gemini"], current)
+        elif position in PATH_ARGS.get(name, ()) or words[-1] in ("--grant-root", "--repo"):
             if name == "cas" and words[1] == "get" and position == 2:
                 return
             yield from self.paths.get_completions(Document(current, len(current)), event)
@@ -114,6 +118,15 @@ async def repl(runner: Runner) -> int:
         history=_history(), completer=ShellCompleter(runner.session), complete_while_typing=False,
         style=STYLE, include_default_pygments_style=False,
     )
+    chat: PromptSession[str] = PromptSession(style=STYLE, include_default_pygments_style=False)
+
+    async def ask(message: str) -> str | None:
+        try:
+            return await chat.prompt_async(FormattedText([("class:where", message)]))
+        except (KeyboardInterrupt, EOFError):
+            return None
+
+    runner.ask = ask
     await runner.connect()
     while True:
         try:

@@ -1,7 +1,9 @@
 """Run lines of commands and show what they return: shared by the REPL and scripts.
 
 Each command runs as its own task, so Ctrl-C (SIGINT, the terminal being in
-cooked mode while a command runs) cancels that command and nothing else. A
+cooked mode while a command runs) cancels that command and nothing else; a
+command may catch the cancellation to clean up and report (``agent chat``
+aborts the turn), and still counts as interrupted. A
 failing command prints one line, ``error: <Code>: message``, never a
 traceback. A command still running after a second gets a spinner on stderr
 when stderr is a terminal.
@@ -19,9 +21,9 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from aos.errors import AosError
-from aos.shell.commands import ALIASES, COMMANDS, ExitShell, execute, grammars
+from aos.shell.commands import ALIASES, COMMANDS, Ask, ExitShell, execute, grammars
 from aos.shell.parse import Command, parse, split_commands
-from aos.shell.render import Line, Output, error_line, render
+from aos.shell.render import Inline, Line, Output, error_line, render
 from aos.shell.session import Session
 
 SPIN = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -45,17 +47,32 @@ class Runner:
         self.spinner = self.err.isatty() if spinner is None else spinner
         self.spin_after = spin_after
         self._grammars = grammars()
-        self._task: asyncio.Future[Output] | None = None
+        self._task: asyncio.Task[Output] | None = None
+        self._open = False  # the last output ended with an ``Inline``: its line is still open
+        # reads one line from the user while a command runs (`agent chat` with no text); the REPL sets it
+        self.ask: Ask | None = None
 
     def emit(self, blocks: Output) -> None:
-        if blocks:
-            print(render(blocks, self.color), file=self.out, flush=True)
+        if not blocks:
+            return
+        text = render(blocks, self.color)
+        if self._open and not isinstance(blocks[0], Inline):
+            text = "\n" + text
+        self._open = isinstance(blocks[-1], Inline)
+        print(text, end="" if self._open else "\n", file=self.out, flush=True)
+
+    def end_line(self) -> None:
+        """End a line left open by streamed text (before an error, a prompt, the next command)."""
+        if self._open:
+            self._open = False
+            print(file=self.out, flush=True)
 
     def note(self, blocks: Output) -> None:
         """News about the connection: on stderr, so a script's stdout stays its output."""
         print(render(blocks, self.color and self.err.isatty()), file=self.err, flush=True)
 
     def error(self, exc: BaseException) -> None:
+        self.end_line()
         print(error_line(exc, self.color and self.err.isatty()), file=self.err, flush=True)
 
     async def connect(self) -> bool:
@@ -97,11 +114,11 @@ class Runner:
     async def run_command(self, cmd: Command) -> Outcome:
         """Execute one command as a task that SIGINT cancels; print its output or its error."""
         loop = asyncio.get_running_loop()
-        task = self._task = asyncio.ensure_future(execute(self.session, cmd, self.emit, self.note))
+        task = self._task = asyncio.create_task(execute(self.session, cmd, self.emit, self.note,
+                                                          self._ask if self.ask else None))
         # (re)installed each time: the prompt installs its own while it runs. Left in place after the
         # command, so a Ctrl-C that comes between the command and the next prompt is ignored.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        self._catch_sigint(loop)
         spec = COMMANDS.get(ALIASES.get(cmd.name, cmd.name))
         try:
             async with self.spinning(cmd.name, self.spinner and spec is not None and not spec.streams):
@@ -122,7 +139,23 @@ class Runner:
         finally:
             self._task = None
         self.emit(output)
-        return Outcome.OK
+        self.end_line()
+        # a command that handles its own Ctrl-C (`agent chat` aborts the turn) returns normally, but was interrupted
+        return Outcome.INTERRUPTED if task.cancelling() else Outcome.OK
+
+    def _catch_sigint(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+
+    async def _ask(self, prompt: str) -> str | None:
+        """One line from the user while a command runs; None at Ctrl-D or Ctrl-C, or with no way to ask."""
+        if self.ask is None:
+            return None
+        self.end_line()
+        try:
+            return await self.ask(prompt)
+        finally:
+            self._catch_sigint(asyncio.get_running_loop())  # the prompt took SIGINT over while it ran
 
     def _interrupt(self) -> None:
         if self._task is not None:

@@ -115,7 +115,9 @@ def test_errors_are_one_line_and_stop_the_rest_of_the_line(kernel):
     results = run(main())
     assert results["frobnicate"][:2] == (
         Outcome.ERROR, "error: UnknownCommand: 'frobnicate' is not a command (type `help` for the list)\n")
-    assert results["agent new"][1].startswith("error: NotAvailable: agent: not available yet: agents need the agent")
+    assert results["agent new"][1].startswith("error: PermissionDenied: the kernel at ")
+    assert f"does not grant {os.path.realpath(os.getcwd())}: start a kernel that does (aos-kernel --grant-host " \
+        in results["agent new"][1] and results["agent new"][1].count("\n") == 1
     assert results["send demo/E@1 {}"][1].startswith("error: InvalidArgument: not in a world")
     assert results["world nope; universe"] == (
         Outcome.ERROR, "error: UnknownWorld: no world 'nope' in universe default\n", "")

@@ -23,7 +23,8 @@ def _texts(completer: ShellCompleter, line: str) -> list[str]:
 
 
 def test_commands_options_subcommands_and_paths_complete(tmp_path):
-    """Tab completes command names, a command's options, `cas` actions and file paths where a command takes one."""
+    """Tab completes command names, a command's options, `cas` and `agent` actions and file paths where a command
+    takes one."""
     (tmp_path / "bundle-a").mkdir()
     (tmp_path / "notes.txt").write_text("x")
     completer = ShellCompleter(Session(Target("unix:/nowhere", "/nowhere", "t")))
@@ -34,6 +35,11 @@ def test_commands_options_subcommands_and_paths_complete(tmp_path):
     assert _texts(completer, f"create {tmp_path}/bun") == ["dle-a"]
     assert _texts(completer, f"worlds; cas put {tmp_path}/no") == ["tes.txt"]
     assert _texts(completer, "cas get sha") == []
+    assert _texts(completer, "agent ") == ["new", "chat"]
+    assert _texts(completer, "agent new --pro") == ["--provider"]
+    assert _texts(completer, "agent new --provider o") == ["openai"]
+    assert _texts(completer, f"agent new --repo {tmp_path}/bun") == ["dle-a"]
+    assert _texts(completer, "rev") == ["revoke"]
 
 
 def test_world_ids_complete_from_the_kernel(kernel):

@@ -50,14 +50,14 @@ def test_create_enter_send_tail_interrupt_and_read_state(kernel, spawn_shell, wh
 
 
 def test_bad_input_gives_one_line_errors_and_the_prompt_stays(kernel, spawn_shell, where):
-    """Unknown command, malformed JSON, unknown world, a not-yet command: one error line each, and the prompt."""
+    """Unknown command, malformed JSON, unknown world, grants outside a world: one error line each, and the prompt."""
     sh = spawn_shell()
     sh.expect(where("default"))
     for line, error, place in (
         ("frobnicate", r"error: UnknownCommand: 'frobnicate' is not a command", "default"),
         ("world nope", r"error: UnknownWorld: no world 'nope'", "default"),
         ("state", r"error: InvalidArgument: not in a world", "default"),
-        ("grants", r"error: NotAvailable: grants: not available yet", "default"),
+        ("grants", r"error: InvalidArgument: enter a world first", "default"),
         ("create examples/counter --id w; world w", r"created world w", "default/w"),
         ('send demo/CounterEvent@1 {"by": ', r"error: InvalidArgument: the event value is not valid JSON", "default/w"),
         ('send demo/CounterEvent@1 {"by": "two"}', r"error: SchemaViolation: \$\.value\.by", "default/w"),
