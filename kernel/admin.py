@@ -37,5 +37,9 @@ class KernelImpl(HeldImpl, kernel_capnp.Kernel.Server):  # type: ignore[misc,nam
         return self._mint("worlds", universe)
 
     @remote()
+    async def delegate(self, _context: Any, **kwargs: Any) -> Any:
+        return self.services.mint(self.grant, Scope("kernel"))
+
+    @remote()
     async def status(self, _context: Any, **kwargs: Any) -> Any:
         return self.services.status()

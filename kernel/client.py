@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import capnp
 
-from aos.errors import AosError, InvalidArgument, KernelUnavailable, PayloadTooLarge, error_from_remote
+from aos.errors import AosError, InvalidArgument, KernelUnavailable, PayloadTooLarge, PermissionDenied, error_from_remote
 from aos.kernel.host import jsonvalue
 import aos.kernel.world.errors  # noqa: F401  (registers the world error codes for error_from_remote)
 from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp, world_capnp
@@ -152,6 +152,8 @@ class Connection:
 
     async def restore_kernel(self, token: str) -> KernelClient:
         cap, info = await self.restore(token)
+        if info.kind != "kernel":
+            raise PermissionDenied(f"that token is for a {info.kind} capability, not the kernel")
         return KernelClient(cap.cast_as(kernel_capnp.Kernel), self)
 
     async def restore_as(self, token: str) -> Any:
@@ -222,6 +224,11 @@ class KernelClient(RemoteCap):
 
     async def worlds(self, universe: str) -> WorldsClient:
         return await self._mint("worlds", universe, WorldsClient)  # type: ignore[no-any-return]
+
+    async def delegate(self) -> KernelClient:
+        """A revocable Kernel capability with the same authority (see ``revoker``)."""
+        reply = await call(self.cap.delegate())
+        return KernelClient(reply.kernel, self.conn, reply.revoker)
 
     async def status(self) -> dict[str, Any]:
         status = (await call(self.cap.status())).status

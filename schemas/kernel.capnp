@@ -27,6 +27,10 @@ interface Kernel extends(Caps.Held) {
 
   worlds @5 (universe :Text) -> (worlds :Worlds, revoker :Caps.Revoker);
   # The worlds of a universe (world.capnp).
+
+  delegate @6 () -> (kernel :Kernel, revoker :Caps.Revoker);
+  # A Kernel capability with the same authority, revocable on its own: hand
+  # it (saved as a token) to an operator or a tool instead of the admin token.
 }
 
 struct KernelStatus {

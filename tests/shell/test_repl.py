@@ -151,3 +151,41 @@ def test_history_is_kept_between_runs_and_tab_completes(kernel, spawn_shell, whe
     sh.expect(r"limits(\x1b\[[0-9;]*m)*\s+message")
     sh.sendline("exit")
     sh.expect(pexpect.EOF)
+
+
+def test_a_revoked_token_is_one_error_line_at_start_and_mid_session(kernel, spawn_shell, where, tmp_path):
+    """A delegated kernel token that is revoked fails the next command in one line; the prompt keeps working."""
+    from aos.kernel.client import Connection, run
+
+    async def make_token():
+        async with await Connection.open(kernel.address) as conn:
+            admin = await conn.restore_kernel(kernel.admin_token)
+            delegated = await admin.delegate()
+            token = await delegated.save()
+            return token, await delegated.revoker.save()
+
+    token, revoker_token = run(make_token())
+    token_file = tmp_path / "delegated.token"
+    token_file.write_text(token + "\n")
+    sh = spawn_shell(str(token_file))
+    sh.expect(where("default"))
+    sh.sendline("worlds")
+    sh.expect(r"no worlds")
+
+    async def revoke():
+        async with await Connection.open(kernel.address) as conn:
+            await (await conn.restore_as(revoker_token)).revoke()
+
+    run(revoke())
+    sh.sendline("worlds")
+    sh.expect(r"error: Revoked: ")
+    sh.expect(where("default"))
+    sh.sendline("help")
+    sh.expect("commands")
+    sh.sendline("exit")
+    sh.expect(pexpect.EOF)
+    again = spawn_shell(str(token_file))  # and at start
+    again.expect(r"error: Revoked: ")
+    again.expect(where("default"))
+    again.sendline("exit")
+    again.expect(pexpect.EOF)
