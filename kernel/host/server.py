@@ -169,14 +169,16 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
     try:
         while True:
             cap.grant.check()
-            while not frames.empty():
-                intent_hash, frame = frames.get_nowait()
-                await watcher.frame(intent_hash, jsonvalue.dumps(frame))
+            # records first: a frame belongs to an effect whose intent is already durable,
+            # so sending what is committed before the queued frames keeps their order
             arrived = journal.committed.wait(world_key)
             records, _ = journal.read(universe, world_id, seq, 256)
             for raw in records:
                 await watcher.record(seq, record_json(seq, raw))
                 seq += 1
+            while not frames.empty():
+                intent_hash, frame = frames.get_nowait()
+                await watcher.frame(intent_hash, jsonvalue.dumps(frame))
             if not records:
                 frame_wait = asyncio.ensure_future(frames.get())
                 done, _ = await asyncio.wait({arrived, frame_wait}, return_when=asyncio.FIRST_COMPLETED)
