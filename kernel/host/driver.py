@@ -95,7 +95,7 @@ class WorldDriver:
             if self._commits:
                 await asyncio.wait(set(self._commits))
             else:
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # the run loop turns the inbox into commits on its next turn
 
     async def stop(self) -> None:
         for task in [self._task, *self._effects.values()]:
