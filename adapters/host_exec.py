@@ -254,7 +254,13 @@ class HostExecAdapter:
         elif stdin is not None and not isinstance(stdin, bytes):
             raise Fail("invalid_params", "'stdin' must be text or bytes")
 
-        timeout = p_seconds(params, "timeout_s", DEFAULT_TIMEOUT_S, float(grant_num(grant, "max_timeout_s", MAX_TIMEOUT_S)))
+        max_timeout = float(grant_num(grant, "max_timeout_s", MAX_TIMEOUT_S))
+        if params.get("timeout_ms") is not None:
+            # world values have no floats: sub-second timeouts come in milliseconds
+            timeout = p_seconds({"timeout_ms": params["timeout_ms"]}, "timeout_ms", DEFAULT_TIMEOUT_S * 1000,
+                                max_timeout * 1000) / 1000
+        else:
+            timeout = p_seconds(params, "timeout_s", DEFAULT_TIMEOUT_S, max_timeout)
         max_cap = int(grant_num(grant, "max_output_bytes", MAX_OUTPUT_BYTES))
         cap = min(p_int(params, "max_output_bytes", min(DEFAULT_OUTPUT_BYTES, max_cap)), max_cap)
         encoding = p_str(params, "encoding", "utf-8", choices=("utf-8", "bytes"))

@@ -11,8 +11,8 @@ model's arguments:
   workspace root (absolute paths under the root are accepted; anything that
   leaves the root is an error result, so no effect is emitted that the grant
   would refuse);
-- ``{"$ms_to_s": "name", "default": ms, "max": ms}`` converts a millisecond
-  timeout into whole seconds, clamped to the max;
+- ``{"$ms": "name", "default": ms, "max": ms}`` is a positive millisecond
+  timeout, clamped to the max;
 - ``{"$cwd": true}`` is the session's working directory relative to the root
   (dropped at the root; ``{"$cwd": "."}`` gives ``"."`` there);
 - ``{"$const": v}`` is ``v`` as is; any other dict, list or scalar is rendered
@@ -111,14 +111,13 @@ def _render(t: Any, args: dict[str, Any], root: str, cwd: str) -> Any:
     if "$path" in t:
         v = args.get(t["$path"], t.get("default", _MISSING))
         return v if v is _MISSING else workspace_path(v, root, cwd)
-    if "$ms_to_s" in t:
-        ms = args.get(t["$ms_to_s"], t.get("default", _MISSING))
+    if "$ms" in t:
+        ms = args.get(t["$ms"], t.get("default", _MISSING))
         if ms is _MISSING:
             return ms
         if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
-            raise ToolError(f"'{t['$ms_to_s']}' must be a positive integer")
-        ms = min(ms, int(t.get("max", ms)))
-        return max(1, -(-ms // 1000))
+            raise ToolError(f"'{t['$ms']}' must be a positive integer")
+        return min(ms, int(t.get("max", ms)))
     if "$cwd" in t:
         at_root = t["$cwd"] if isinstance(t["$cwd"], str) else _MISSING
         return at_root if cwd in ("", ".") else cwd

@@ -71,7 +71,8 @@ SCHEMAS: dict[str, Any] = {
         "max_results": {"option": "nat"}}},
     "sys/HostFsGlobParams@1": {"record": {"path": "text", "pattern": "text", "max_results": {"option": "nat"}}},
     "sys/HostExecParams@1": {"record": {
-        "argv": {"list": "text"}, "cwd": _opt, "timeout_s": {"option": "nat"}, "stdin": _opt,
+        "argv": {"list": "text"}, "cwd": _opt, "timeout_s": {"option": "nat"}, "timeout_ms": {"option": "nat"},
+        "stdin": _opt,
         "env": {"option": {"map": "text"}}, "max_output_bytes": {"option": "nat"},
         "encoding": {"option": {"enum": ["utf-8", "bytes"]}}, "shell": {"option": "bool"}}},
 }

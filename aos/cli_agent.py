@@ -25,8 +25,9 @@ from aos.errors import AosError, InvalidArgument
 from aos.kernel.config import default_data_dir
 
 UNIVERSE = "agents"
-DONE_OK = {"processing_end"}
-DONE_FAILED = {"error", "turn_limit", "loop_detection", "session_end"}
+# a turn ends with processing_end (its reason says how) or the session with session_end;
+# error, turn_limit and loop_detection events come before one of those
+ENDS = {"processing_end", "session_end"}
 
 
 def agent_data_dir(repo: str) -> str:
@@ -68,6 +69,11 @@ class Summary:
             self.output_tokens += int(usage.get("output_tokens") or 0)
         elif event.kind == "tool_call_start":
             self.tool_calls += 1
+
+    def finish(self, event: Any) -> None:
+        reason = str(event.data.get("reason", ""))
+        self.ok = event.kind == "processing_end" and reason == "completed"
+        self.outcome = f"{event.kind} ({reason})" if reason else event.kind
 
     def line(self, model: str, provider: str) -> str:
         cost = _cost(model, provider, self.input_tokens, self.output_tokens)
@@ -120,8 +126,8 @@ async def _run_session(args: argparse.Namespace, conn: Any, token: str, repo: st
         for event in transcript([record]):
             summary.add(event)
             print(render(event, args.json), flush=True)
-            if event.session == "main" and (event.kind in DONE_OK or event.kind in DONE_FAILED) and not done.done():
-                summary.outcome, summary.ok = event.kind, event.kind in DONE_OK
+            if event.session == "main" and event.kind in ENDS and not done.done():
+                summary.finish(event)
                 done.set_result(None)
 
     subscription = await world.tail(0, on_record)
@@ -187,8 +193,8 @@ def replay(args: argparse.Namespace) -> int:
         summary.add(event)
         if event.kind == "session_start":
             model, provider = str(event.data.get("model", "")), str(event.data.get("provider", ""))
-        if event.session == "main" and not summary.outcome and (event.kind in DONE_OK or event.kind in DONE_FAILED):
-            summary.outcome, summary.ok = event.kind, event.kind in DONE_OK
+        if event.session == "main" and not summary.outcome and event.kind in ENDS:
+            summary.finish(event)
         print(render(event, args.json), flush=True)
     if not args.json:
         print(summary.line(model, provider), flush=True)

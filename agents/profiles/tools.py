@@ -69,7 +69,7 @@ def shell(default_timeout_ms: int) -> ToolSpec:
         _obj(["command"], command=_s("The command to run"), timeout_ms=_i("Override the default timeout"),
              description=_s("What this command does")),
         EXEC, {"argv": ["bash", "-c", {"$arg": "command"}],
-               "timeout_s": {"$ms_to_s": "timeout_ms", "default": default_timeout_ms, "max": MAX_COMMAND_TIMEOUT_MS},
+               "timeout_ms": {"$ms": "timeout_ms", "default": default_timeout_ms, "max": MAX_COMMAND_TIMEOUT_MS},
                "cwd": {"$cwd": True}}, "exec")
 
 

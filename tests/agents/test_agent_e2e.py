@@ -114,7 +114,7 @@ def test_agent_fixes_the_failing_test_then_replays_offline(provider, cloned_repo
     live = run.stdout.splitlines()
     assert any("tool_call_start" in line and "shell" in line for line in live)
     assert any("processing_end" in line for line in live)
-    assert live[-2].startswith("processing_end: 5 turn(s), 4 tool call(s)")
+    assert live[-2].startswith("processing_end (completed): 5 turn(s), 4 tool call(s)")
     assert KEY not in run.stdout + run.stderr
 
     # the twin is gone: replay reads the journal only

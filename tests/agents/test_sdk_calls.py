@@ -39,10 +39,11 @@ def test_paths_are_mapped_relative_to_the_workspace_root():
 
 
 def test_shell_mapping_converts_and_clamps_the_timeout():
-    """timeout_ms becomes whole seconds rounded up, clamped to 600 s; cwd appears only below the root."""
-    assert render(t.shell(10_000).args, {"command": "ls"}, ROOT) == {"argv": ["bash", "-c", "ls"], "timeout_s": 10}
+    """timeout_ms passes through in milliseconds (sub-second timeouts stay exact), clamped to 600 s; cwd appears
+    only below the root."""
+    assert render(t.shell(10_000).args, {"command": "ls"}, ROOT) == {"argv": ["bash", "-c", "ls"], "timeout_ms": 10_000}
     got = render(t.shell(10_000).args, {"command": "ls", "timeout_ms": 1_500}, ROOT, "sub")
-    assert got == {"argv": ["bash", "-c", "ls"], "timeout_s": 2, "cwd": "sub"}
+    assert got == {"argv": ["bash", "-c", "ls"], "timeout_ms": 1_500, "cwd": "sub"}
     with pytest.raises(ToolError):
         render(t.shell(10_000).args, {"command": "ls", "timeout_ms": -5}, ROOT)
 

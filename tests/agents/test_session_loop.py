@@ -75,7 +75,7 @@ def test_shell_timeout_uses_the_profile_default_and_a_clamped_override(agent):
     agent.start("run")
     res = agent.reply(tool_calls=[call("shell", command="make"), call("shell", command="x", timeout_ms=9_000_000)])
     default = 120 if agent.provider == "anthropic" else 10
-    assert [i.params["timeout_s"] for i in res.intents] == [default, 600]
+    assert [i.params["timeout_ms"] for i in res.intents] == [default * 1000, 600_000]
     agent.settle(res.intents[0], "timeout", {"error": "timeout", "message": "", **exec_ok(stdout="partial"),
                                              "exit_code": None})
     end = next(e for e in agent.events() if e.kind == "tool_call_end")
