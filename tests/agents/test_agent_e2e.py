@@ -44,6 +44,10 @@ def last_tool_output(provider: str, body: dict) -> str | None:
     return found
 
 
+# every run uses python -B: an edit that keeps the file's size within the same second as an
+# earlier run would otherwise leave Python's bytecode cache looking fresh (stale code runs)
+
+
 def reactive_model(provider: str):
     """A scripted model that decides each reply from the tool result it was just sent."""
     state = {"n": 0}
@@ -55,7 +59,7 @@ def reactive_model(provider: str):
     def react(request) -> ModelTurn:
         output = last_tool_output(provider, request.body)
         if output is None:
-            return call("shell", command="python3 test_calc.py")
+            return call("shell", command="python3 -B test_calc.py")
         if "FAIL" in output:
             return call("read_file", file_path="calc.py")
         if "return a - b" in output:
@@ -64,7 +68,7 @@ def reactive_model(provider: str):
             return call("edit_file", file_path="calc.py", old_string="return a - b", new_string="return a + b")
         if "OK: add(2, 3) == 5" in output:
             return ModelTurn(text="Fixed add(): it subtracted instead of adding. The test passes now.")
-        return call("shell", command="python3 test_calc.py")  # after the edit: run the tests again
+        return call("shell", command="python3 -B test_calc.py")  # after the edit: run the tests again
 
     return react
 
@@ -76,14 +80,14 @@ def cloned_repo(tmp_path):
     origin.mkdir()
     (origin / "calc.py").write_text(CALC)
     (origin / "test_calc.py").write_text(TEST)
-    (origin / "AGENTS.md").write_text("Run the tests with: python3 test_calc.py\n")
+    (origin / "AGENTS.md").write_text("Run the tests with: python3 -B test_calc.py\n")
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run(["git", "init", "-q", str(origin)], check=True)
     subprocess.run(git + ["-C", str(origin), "add", "."], check=True)
     subprocess.run(git + ["-C", str(origin), "commit", "-qm", "fixture"], check=True)
     clone = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
-    assert subprocess.run([sys.executable, "test_calc.py"], cwd=clone, capture_output=True).returncode == 1
+    assert subprocess.run([sys.executable, "-B", "test_calc.py"], cwd=clone, capture_output=True).returncode == 1
     return clone
 
 
@@ -109,7 +113,7 @@ def test_agent_fixes_the_failing_test_then_replays_offline(provider, cloned_repo
         twin.stop()
     assert run.returncode == 0, run.stdout + run.stderr
     assert twin.failures == []
-    assert subprocess.run([sys.executable, "test_calc.py"], cwd=cloned_repo, capture_output=True).returncode == 0
+    assert subprocess.run([sys.executable, "-B", "test_calc.py"], cwd=cloned_repo, capture_output=True).returncode == 0
     assert "return a + b" in (cloned_repo / "calc.py").read_text()
     live = run.stdout.splitlines()
     assert any("tool_call_start" in line and "shell" in line for line in live)
