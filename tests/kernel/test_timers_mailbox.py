@@ -56,8 +56,15 @@ def test_send_is_deduplicated_by_message_id(kernel):
             await mailbox.send("box", "m1", b"after delivery")  # still a duplicate
             await mailbox.send("box", "m3", b"three")
             messages = await inbox.wait_for(3)
+
+            async def acknowledged():  # the ack is written after deliver returns, not before
+                while await mailbox.pending("box"):
+                    await asyncio.sleep(0.01)
+                return 0
+
+            pending = await asyncio.wait_for(acknowledged(), 10)
             await subscription.cancel()
-            return accepted, [(m.message_id, m.payload, m.attempt) for m in messages], await mailbox.pending("box")
+            return accepted, [(m.message_id, m.payload, m.attempt) for m in messages], pending
 
     accepted, messages, pending = run(main())
     assert accepted == [True, False]
