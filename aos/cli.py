@@ -230,7 +230,7 @@ def _print(args: argparse.Namespace, result: Any) -> None:
 def demo() -> int:
     """Start a kernel on embedded defaults in a scratch directory and exercise it."""
     from aos.kernel.client import Connection, run
-    from aos.testing import KernelProcess
+    from aos.kernel.process import KernelProcess
 
     scratch = tempfile.mkdtemp(prefix="aos-demo-")
     print(f"starting aos-kernel (data {scratch}) ...", flush=True)

@@ -145,7 +145,7 @@ async def _run_session(args: argparse.Namespace, conn: Any, token: str, repo: st
 def run(args: argparse.Namespace) -> int:
     from aos.kernel.client import Connection
     from aos.kernel.client import run as run_client
-    from aos.testing import KernelProcess
+    from aos.kernel.process import KernelProcess
 
     repo = os.path.realpath(args.repo)
     if not os.path.isdir(repo):
