@@ -97,6 +97,26 @@ def _key(k: Any) -> bytes:
     return bytes(kb)
 
 
+# The canonical key order of a map depends only on its keys, and workflows build
+# the same few shapes (records, ctx, receipts) again and again: remember the
+# order per shape (a tuple of the keys in insertion order). Bounded, like _KEYS.
+_ORDERS: dict[tuple[Any, ...], tuple[tuple[Any, bytes], ...]] = {}
+_ORDERS_MAX = 4096
+
+
+def _order(shape: tuple[Any, ...]) -> tuple[tuple[Any, bytes], ...]:
+    entries = sorted(((k, _key(k)) for k in shape), key=lambda e: (len(e[1]), e[1]))
+    prev = b""
+    for _, kb in entries:
+        if kb == prev:
+            raise CborError("map has two keys with the same encoding")
+        prev = kb
+    order = tuple(entries)
+    if len(_ORDERS) < _ORDERS_MAX and all(type(k) is str for k in shape):
+        _ORDERS[shape] = order
+    return order
+
+
 def _enc(v: Any, out: bytearray) -> None:
     t = type(v)
     if t is str:
@@ -120,16 +140,14 @@ def _enc(v: Any, out: bytearray) -> None:
         if not v:
             out.append(0xA0)
             return
-        entries = sorted(((_key(k), val) for k, val in v.items()), key=lambda e: (len(e[0]), e[0]))
-        prev = b""
-        for kb, _ in entries:
-            if kb == prev:
-                raise CborError("map has two keys with the same encoding")
-            prev = kb
-        _head(5, len(entries), out)
-        for kb, val in entries:
+        shape = tuple(v)
+        order = _ORDERS.get(shape)
+        if order is None:
+            order = _order(shape)
+        _head(5, len(order), out)
+        for k, kb in order:
             out += kb
-            _enc(val, out)
+            _enc(v[k], out)
     elif t is list or t is tuple:
         _head(4, len(v), out)
         for item in v:
