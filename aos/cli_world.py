@@ -11,6 +11,7 @@ from typing import Any
 from aos.errors import AosError, InvalidArgument
 from aos.kernel.client import WorldsClient
 from aos.kernel.host import jsonvalue
+from aos.kernel.world.loader import read_bundle
 
 GRANT_ROOT = "${AOS_GRANT_ROOT}"
 
@@ -26,30 +27,10 @@ def _substitute(value: Any, root: str) -> Any:
 
 
 def load_bundle_doc(directory: str, grant_root: str | None) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest document with module hashes filled in, and the module bytes by hash."""
-    import hashlib
+    """The bundle's manifest document and module bytes, with ``${AOS_GRANT_ROOT}`` filled in."""
     import os
 
-    path = os.path.join(directory, "manifest.json")
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{path} is not JSON: {exc}") from None
-    wasm: dict[str, bytes] = {}
-    for name, module in (doc.get("modules") or {}).items():
-        if isinstance(module, dict) and module.get("runtime") == "wasm" and "path" in module:
-            try:
-                with open(os.path.join(directory, module["path"]), "rb") as f:
-                    data = f.read()
-            except OSError as exc:
-                raise InvalidArgument(f"module {name}: cannot read {module['path']}: {exc.strerror}") from None
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            module["hash"] = digest
-            del module["path"]
-            wasm[digest] = data
+    doc, wasm = read_bundle(directory)
     if grant_root is not None:
         doc = _substitute(doc, os.path.abspath(grant_root))
     elif GRANT_ROOT in json.dumps(doc):

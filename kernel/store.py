@@ -39,13 +39,15 @@ class Op:
 class KernelStore:
     """Owns the RocksDB instance under ``<data>/db``; the only disk I/O of the kernel."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: bool = False) -> None:
+        """``read_only`` opens beside a running kernel (RocksDB allows that) and never writes."""
         options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.create_missing_column_families(True)
+        options.create_if_missing(not read_only)
+        options.create_missing_column_families(not read_only)
         families = {name: rocksdict.Options(raw_mode=True) for name in COLUMN_FAMILIES}
+        access = rocksdict.AccessType.read_only() if read_only else rocksdict.AccessType.read_write()
         try:
-            self._db = rocksdict.Rdict(path, options=options, column_families=families)
+            self._db = rocksdict.Rdict(path, options=options, column_families=families, access_type=access)
         except Exception as exc:  # rocksdict raises a plain Exception for everything
             if "LOCK" in str(exc) or "lock" in str(exc):
                 raise DataDirLocked(f"the database at {path} is in use by another process") from None
@@ -93,6 +95,9 @@ class KernelStore:
         self._db.flush_wal(True)
 
     def close(self) -> None:
+        # column-family views keep the database (and its lock) alive: drop them first
+        self._families.clear()
+        self._handles.clear()
         self._db.close()
 
 

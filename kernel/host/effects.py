@@ -141,7 +141,8 @@ class EffectDispatcher:
         if grant.cap in ("host.fs", "host.exec") and not driver.host.covers_host_grant(grant):
             # the operator may have stopped granting this directory since the world was made
             return Receipt.fail("not_granted", f"this kernel no longer grants {grant.cap} for grant {grant.name!r}")
-        call = EffectCall(kind, params, _grant_params(grant.params, driver), intent.idempotency_key, self.secrets)
+        grant_params = grant.params if isinstance(grant.params, dict) else {}
+        call = EffectCall(kind, params, grant_params, intent.idempotency_key, self.secrets)
 
         async def frame(value: Mapping[str, Any]) -> None:
             driver.publish_frame(intent.intent_hash, value)
@@ -239,7 +240,3 @@ class _Secrets:
 
     def resolve(self, name: str) -> str:
         return self._resolve(name)
-
-
-def _grant_params(params: Any, driver: WorldDriver) -> Mapping[str, Any]:
-    return params if isinstance(params, dict) else {}

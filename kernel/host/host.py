@@ -335,13 +335,13 @@ class WorldHost:
                 for g in sorted(manifest.grants.values(), key=lambda g: g.name)]
 
     def status(self, universe: str) -> list[WorldStatus]:
-        out = []
-        for meta in self.registry.all(universe):
-            driver = self._drivers.get((universe, meta.world_id))
-            height = self.services.journal.head(journal_universe(universe), meta.world_id).durable
-            last = (driver.stats.last_input_ms if driver else 0) or meta.last_event_ms
-            out.append(WorldStatus(meta, driver is not None, height, last, driver.stats.traps if driver else 0))
-        return out
+        return [self.status_of(meta) for meta in self.registry.all(universe)]
+
+    def status_of(self, meta: WorldMeta) -> WorldStatus:
+        driver = self._drivers.get((meta.universe, meta.world_id))
+        height = self.services.journal.head(journal_universe(meta.universe), meta.world_id).durable
+        last = (driver.stats.last_input_ms if driver else 0) or meta.last_event_ms
+        return WorldStatus(meta, driver is not None, height, last, driver.stats.traps if driver else 0)
 
     # --- stream frames --------------------------------------------------------------------------
 

@@ -7,17 +7,14 @@ that is running on the same directory.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-import rocksdict
-
 from aos.errors import KernelError, UnknownWorld
 from aos.kernel.host.registry import WorldMeta, journal_universe
 from aos.kernel.names import key
-from aos.kernel.store import COLUMN_FAMILIES
+from aos.kernel.store import KernelStore
 from aos.kernel.world import cbor
 
 
@@ -32,31 +29,16 @@ def read_world(data_dir: str, universe: str, world_id: str) -> OfflineWorld:
     path = os.path.join(data_dir, "db")
     if not os.path.isdir(path):
         raise KernelError(f"no kernel data in {data_dir}")
-    options = rocksdict.Options(raw_mode=True)
-    families = {name: rocksdict.Options(raw_mode=True) for name in COLUMN_FAMILIES}
+    store = KernelStore(path, read_only=True)
     try:
-        db = rocksdict.Rdict(path, options=options, column_families=families,
-                             access_type=rocksdict.AccessType.read_only())
-    except Exception as exc:  # rocksdict raises plain Exceptions
-        raise KernelError(f"cannot open {path} read-only: {exc}") from None
-    try:
-        raw_meta = db.get_column_family("worlds").get(key(universe, world_id))
+        raw_meta = store.get("worlds", key(universe, world_id))
         if raw_meta is None:
             raise UnknownWorld(f"no world {world_id!r} in universe {universe} under {data_dir}")
-        row = json.loads(raw_meta)
-        row["revoked_grants"] = tuple(row.get("revoked_grants", ()))
-        meta = WorldMeta(**row)
-        doc = db.get_column_family("cas").get(key(universe) + bytes.fromhex(meta.manifest[7:]))
-        prefix = key(journal_universe(universe), world_id)
-        it = db.get_column_family("journal").iter()
-        it.seek(prefix)
-        records = []
-        while it.valid() and it.key().startswith(prefix):
-            records.append(it.value())
-            it.next()
-        del it
+        meta = WorldMeta.from_json(raw_meta)
+        doc = store.get("cas", key(universe) + bytes.fromhex(meta.manifest[7:]))
+        records = [value for _, value in store.scan("journal", key(journal_universe(universe), world_id))]
     finally:
-        db.close()
+        store.close()
     if doc is None:
         raise KernelError(f"the manifest of {world_id} is missing from CAS")
     return OfflineWorld(meta, cbor.decode(doc), records)

@@ -25,6 +25,15 @@ class WorldMeta:
     last_event_ms: int = 0  # when the world last took an input, as of its latest snapshot
     revoked_grants: tuple[str, ...] = ()  # manifest grants an operator switched off at runtime
 
+    @classmethod
+    def from_json(cls, raw: bytes) -> WorldMeta:
+        row = json.loads(raw)
+        row["revoked_grants"] = tuple(row.get("revoked_grants", ()))
+        return cls(**row)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
     def with_snapshot(self, address: str, seq: int) -> WorldMeta:
         return replace(self, snapshot=address, snapshot_seq=seq)
 
@@ -43,9 +52,7 @@ class WorldRegistry:
         self._store = store
         self._metas: dict[tuple[str, str], WorldMeta] = {}
         for _, raw in store.scan("worlds", b""):
-            row = json.loads(raw)
-            row["revoked_grants"] = tuple(row.get("revoked_grants", ()))
-            meta = WorldMeta(**row)
+            meta = WorldMeta.from_json(raw)
             self._metas[(meta.universe, meta.world_id)] = meta
 
     def get(self, universe: str, world_id: str) -> WorldMeta | None:
@@ -56,7 +63,7 @@ class WorldRegistry:
         return sorted(metas, key=lambda m: (m.universe, m.world_id))
 
     def put_op(self, meta: WorldMeta) -> Op:
-        return Op("worlds", key(meta.universe, meta.world_id), json.dumps(asdict(meta), sort_keys=True).encode())
+        return Op("worlds", key(meta.universe, meta.world_id), meta.to_json())
 
     def remember(self, meta: WorldMeta) -> None:
         """Call after ``put_op`` was committed."""

@@ -51,8 +51,7 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
         return self.services.cap_for(grant)
 
     def _status(self, world_id: str) -> WorldStatus:
-        universe = self.grant.scope.universe
-        return next(s for s in self.host.status(universe) if s.meta.world_id == world_id)
+        return self.host.status_of(self.host.meta(self.grant.scope.universe, world_id))
 
     @remote()
     async def create(self, manifest: str, modules: Any, worldId: str, name: str, _context: Any, **kwargs: Any) -> Any:
@@ -148,7 +147,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
     @remote()
     async def describe(self, _context: Any, **kwargs: Any) -> Any:
         driver = await self.host.driver(self.universe, self.world_id)
-        status = next(s for s in self.host.status(self.universe) if s.meta.world_id == self.world_id)
+        status = self.host.status_of(self.host.meta(self.universe, self.world_id))
         workflows = [{"name": name, "keyed": wf.key is not None}
                      for name, wf in sorted(driver.world.manifest.workflows.items())]
         return world_info(status), list(driver.stats.recent_traps), workflows

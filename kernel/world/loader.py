@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aos.kernel.world.errors import ManifestError, ModuleLoadError
 from aos.kernel.world.manifest import Manifest, parse_manifest
@@ -44,11 +45,19 @@ def load_runtimes(manifest: Manifest, wasm: Mapping[str, bytes], cache: WasmModu
     return out
 
 
-def load_bundle(directory: str | Path) -> tuple[Manifest, dict[str, bytes]]:
-    """Read ``manifest.json`` and its wasm files. Returns the manifest and the
-    wasm bytes by hash. Raises ``ManifestError``/``ModuleLoadError``."""
+def read_bundle(directory: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read ``manifest.json`` and its wasm files: the manifest document (module
+    ``"auto"`` hashes filled in) and the wasm bytes by hash. Raises
+    ``ManifestError``/``ModuleLoadError``."""
     root = Path(directory)
-    doc = json.loads((root / "manifest.json").read_text())
+    try:
+        doc = json.loads((root / "manifest.json").read_text())
+    except OSError as exc:
+        raise ManifestError("$", f"cannot read {root / 'manifest.json'}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError("$", f"{root / 'manifest.json'} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError("$", "a manifest is a JSON object")
     wasm: dict[str, bytes] = {}
     for name, mod in (doc.get("modules") or {}).items():
         if isinstance(mod, dict) and mod.get("runtime") == "wasm":
@@ -61,5 +70,13 @@ def load_bundle(directory: str | Path) -> tuple[Manifest, dict[str, bytes]]:
             h = "sha256:" + hashlib.sha256(data).hexdigest()
             if mod.get("hash", "auto") == "auto":
                 mod["hash"] = h
+            elif mod["hash"] != h:
+                raise ModuleLoadError(f"{name}: {mod['path']} hashes to {h}, the manifest says {mod['hash']}")
             wasm[h] = data
+    return doc, wasm
+
+
+def load_bundle(directory: str | Path) -> tuple[Manifest, dict[str, bytes]]:
+    """``read_bundle`` and parse: the manifest and the wasm bytes by hash."""
+    doc, wasm = read_bundle(directory)
     return parse_manifest(doc), wasm
