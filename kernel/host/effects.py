@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Adapter, EffectCall, Receipt
 from aos.errors import AosError
+from aos.kernel.names import kernel_name
 from aos.kernel.world import cbor
+from aos.kernel.world.builtins import builtin_effect
 from aos.kernel.world.records import EffectIntentRecord
 
 if TYPE_CHECKING:
@@ -33,18 +35,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aos.kernel.effects")
 
-_NAME = re.compile(r"(?:[a-z0-9_]+/)?([a-z0-9_.]+)@\d+")
-
-
 def effect_kind(effect: str) -> str:
-    """``sys/host.fs.read@1`` -> ``host.fs.read``."""
-    match = _NAME.fullmatch(effect)
-    return match.group(1) if match else effect
+    """``sys/host.fs.read@1`` -> ``host.fs.read``; the kernel's kinds only (``""`` for
+    any other effect, which no kernel adapter runs)."""
+    builtin = builtin_effect(effect)
+    return builtin.kind if builtin is not None else ""
 
 
 def inbox(world_id: str) -> str:
-    """The mailbox a world receives timers and portal messages in."""
-    return f"world.{world_id}"
+    """The mailbox a world receives timers and portal messages in: a kernel
+    name, so only the kernel's own dispatcher can put mail (or a receipt) in it."""
+    return kernel_name("world", world_id)
+
+
+def world_of_inbox(mailbox: str) -> str | None:
+    prefix = kernel_name("world", "")
+    return mailbox[len(prefix):] if mailbox.startswith(prefix) else None
 
 
 # provider keys may also come from the variables the LLM spec names
@@ -119,10 +125,17 @@ class EffectDispatcher:
 
     async def start(self, driver: WorldDriver, intent: EffectIntentRecord) -> Receipt | None:
         """Carry out one intent. ``None`` means the receipt will arrive later by mail."""
-        kind = effect_kind(intent.effect)
+        builtin = builtin_effect(intent.effect)
+        if builtin is None:
+            return Receipt.fail("no_adapter", f"this kernel has no adapter for {intent.effect}")
+        kind = builtin.kind
         params: Mapping[str, Any] = intent.params if isinstance(intent.params, dict) else {}
         if intent.grant in driver.meta.revoked_grants:
             return Receipt.fail("revoked", f"grant {intent.grant!r} of this world has been revoked")
+        grant = driver.world.manifest.grants.get(intent.grant or "")
+        if grant is None or grant.cap != builtin.cap:
+            # admission checked this; a journal written before the kernel fixed effect kinds may not have
+            return Receipt.fail("not_granted", f"{intent.effect} needs a {builtin.cap!r} grant")
         if kind == "timer.set":
             await self._timer_set(driver, intent, params)
             return None
@@ -137,7 +150,6 @@ class EffectDispatcher:
         adapter = self.adapters.get(kind)
         if adapter is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
-        grant = driver.world.manifest.grants[intent.grant]
         if grant.cap in ("host.fs", "host.exec") and not driver.host.covers_host_grant(grant):
             # the operator may have stopped granting this directory since the world was made
             return Receipt.fail("not_granted", f"this kernel no longer grants {grant.cap} for grant {grant.name!r}")
@@ -219,7 +231,7 @@ class EffectDispatcher:
         return Receipt.ok(cancelled=True)
 
     def _timer_key(self, driver: WorldDriver, intent: EffectIntentRecord) -> str:
-        return "wt." + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
+        return kernel_name("wt", "") + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
 
     async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
         dest = str(params.get("dest_world", ""))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aos.adapters.base import Receipt
 from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
 from aos.kernel.host.driver import EPOCH, WorldDriver
-from aos.kernel.host.effects import EffectDispatcher, inbox
+from aos.kernel.host.effects import EffectDispatcher, effect_kind, inbox, world_of_inbox
 from aos.kernel.host.registry import WorldMeta, WorldRegistry, journal_universe
 from aos.kernel.names import check_name
 from aos.kernel.world import cbor
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aos.kernel.world")
 
-INBOX_PREFIX = "world."
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,9 +364,10 @@ class WorldHost:
     # --- inboxes: timers and portal messages -----------------------------------------------------
 
     def _on_mail(self, universe: str, mailbox: str) -> None:
-        if not mailbox.startswith(INBOX_PREFIX):
+        world_id = world_of_inbox(mailbox)
+        if world_id is None:
             return
-        world = (universe, mailbox[len(INBOX_PREFIX):])
+        world = (universe, world_id)
         if self.registry.get(*world) is None:
             return
         if world in self._drains:
@@ -405,6 +405,10 @@ class WorldHost:
         except CborError:
             message = None
         if isinstance(message, dict) and message.get("kind") == "timer":
+            if not _open_timer(driver, message.get("intent_hash")):
+                # settled already (cancelled) or never a timer of this world: nothing to deliver
+                await self.services.committer.commit(ack)
+                return
             receipt = Receipt.ok(delivered_at_ns=message["delivered_at_ns"], key=message.get("key"))
             await driver.deliver_receipt(message["intent_hash"], receipt, ack)
             return
@@ -429,6 +433,10 @@ class WorldHost:
                         await self.hibernate(universe, world_id)
                     except Exception:
                         log.exception("event=hibernate_failed world=%s", world_id)
+
+
+def _open_timer(driver: WorldDriver, intent_hash: Any) -> bool:
+    return any(i.intent_hash == intent_hash and effect_kind(i.effect) == "timer.set" for i in driver.world.open_intents())
 
 
 def _plain(doc: Mapping[str, Any]) -> Any:

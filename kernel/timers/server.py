@@ -25,7 +25,7 @@ class TimersImpl(HeldImpl, timers_capnp.Timers.Server):  # type: ignore[misc,nam
 
     @remote()
     async def pending(self, limit: int, _context: Any, **kwargs: Any) -> Any:
-        timers = self.services.timers.pending(self.grant.scope.universe, limit or 1000)
+        timers = self.services.timers.pending(self.grant.scope.universe, limit or 1000, kernel=False)
         return [
             {"key": t.key, "deliverAtMs": t.deliver_at_ms, "target": t.target, "size": len(t.payload)} for t in timers
         ]

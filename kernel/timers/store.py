@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from aos.kernel.mailbox.store import MailboxStore
-from aos.kernel.names import key
+from aos.kernel.names import is_kernel_name, key
 from aos.kernel.store import GroupCommitter, KernelStore, Op
 
 log = logging.getLogger("aos.kernel.timers")
@@ -94,11 +94,15 @@ class TimerStore:
         await self._committer.commit([Op("timers", key(universe, timer_key), None)])
         return True
 
-    def pending(self, universe: str, limit: int) -> list[PendingTimer]:
+    def pending(self, universe: str, limit: int, kernel: bool = True) -> list[PendingTimer]:
+        """The universe's pending timers by due time; ``kernel=False`` leaves out the
+        kernel's own (those behind worlds' ``timer.set``), which no client may see."""
         timers = [
             _decode(universe, raw_key.split(b"\x00")[1].decode(), raw)
             for raw_key, raw in self._store.scan("timers", key(universe))
         ]
+        if not kernel:
+            timers = [t for t in timers if not is_kernel_name(t.key)]
         timers.sort(key=lambda t: (t.deliver_at_ms, t.key))
         return timers[:limit]
 

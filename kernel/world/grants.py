@@ -1,6 +1,7 @@
 """Does a grant cover an effect? Pure checks, one per capability kind.
 
-A grant covers an effect when its kind equals the effect's ``cap``, the grant
+A grant covers an effect when its kind equals the effect's ``cap`` (for the
+kernel's own effects, the kind ``builtins`` fixes, not the manifest's word), the grant
 is open to the emitting workflow, and the kind's check accepts the (already
 schema-valid) params. The first grant in name order that covers it wins, so
 the choice is deterministic and recorded on the intent. The kernel-side
@@ -11,10 +12,12 @@ depth); this check is what makes refusals journaled and replayable.
 from __future__ import annotations
 
 import posixpath
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from aos.kernel.world.builtins import builtin_effect
 from aos.kernel.world.manifest import EffectDef, GrantDef, Manifest
 
 Check = Callable[[GrantDef, EffectDef, Any], str | None]  # None = allowed, else why not
@@ -105,6 +108,9 @@ CHECKS: dict[str, Check] = {
 def find_grant(m: Manifest, workflow: str, effect: EffectDef, params: Any) -> tuple[str | None, str]:
     """Return ``(grant_name, "")`` for the first covering grant, else
     ``(None, reason)``."""
+    builtin = builtin_effect(effect.name)
+    if builtin is not None:  # the kernel's kind and write flag, whatever a manifest says
+        effect = replace(effect, cap=builtin.cap, writes=builtin.writes)
     reasons: list[str] = []
     for name in sorted(m.grants):
         g = m.grants[name]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aos.kernel.world import schema as types
+from aos.kernel.world.builtins import check_effect_declaration
 from aos.kernel.world.cbor import hash_value, is_hash_text
 from aos.kernel.world.errors import ManifestError, SchemaViolation
 
@@ -354,9 +355,10 @@ def _effect(name: str, v: Any, path: str) -> EffectDef:
     cap = v["cap"]
     if cap not in GRANT_PARAMS:
         raise ManifestError(f"{path}.cap", f"unknown capability kind {cap!r}; one of {sorted(GRANT_PARAMS)}")
-    writes = v.get("writes", False)
-    if not isinstance(writes, bool):
+    writes = v.get("writes")
+    if writes is not None and not isinstance(writes, bool):
         raise ManifestError(f"{path}.writes", "must be true or false")
+    writes = check_effect_declaration(name, cap, writes, path)
     return EffectDef(name, _text(v["params"], f"{path}.params"), _text(v["receipt"], f"{path}.receipt"), cap, writes)
 
 

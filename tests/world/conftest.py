@@ -57,7 +57,7 @@ def scripted_manifest(grants: dict[str, Any] | None = None, keyed: bool = False,
         "module": "test/scripted@1", "entry": "scripted", "state": "test/ScriptState@1",
         "event": "test/Script@1",
         "effects": effects if effects is not None else
-        ["sys/http.request@1", "sys/fs.read@1", "sys/fs.write@1", "sys/exec@1", "sys/llm.generate@1",
+        ["sys/http.request@1", "sys/host.fs.read@1", "sys/host.fs.write@1", "sys/host.exec@1", "sys/llm.generate@1",
          "sys/timer.set@1"],
     }
     route: dict[str, Any] = {"event": "test/Script@1", "workflow": "test/scripted@1"}
@@ -92,10 +92,10 @@ def scripted_manifest(grants: dict[str, Any] | None = None, keyed: bool = False,
         },
         "effects": {
             "sys/http.request@1": {"params": "test/Http@1", "receipt": "test/HttpReceipt@1", "cap": "http"},
-            "sys/fs.read@1": {"params": "test/FsPath@1", "receipt": "test/Any@1", "cap": "host.fs"},
-            "sys/fs.write@1": {"params": "test/FsWrite@1", "receipt": "test/Any@1", "cap": "host.fs",
+            "sys/host.fs.read@1": {"params": "test/FsPath@1", "receipt": "test/Any@1", "cap": "host.fs"},
+            "sys/host.fs.write@1": {"params": "test/FsWrite@1", "receipt": "test/Any@1", "cap": "host.fs",
                                "writes": True},
-            "sys/exec@1": {"params": "test/Exec@1", "receipt": "test/Any@1", "cap": "host.exec"},
+            "sys/host.exec@1": {"params": "test/Exec@1", "receipt": "test/Any@1", "cap": "host.exec"},
             "sys/llm.generate@1": {"params": "test/Llm@1", "receipt": "test/Any@1", "cap": "llm"},
             "sys/timer.set@1": {"params": "test/Timer@1", "receipt": "test/Any@1", "cap": "timer"},
         },

@@ -70,7 +70,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("grant wrong param type", lambda d: d["grants"]["web"]["params"].update(hosts="example.com"),
      "$.grants.web.params.hosts"),
     ("unknown cap kind", lambda d: d["grants"].update(x={"cap": "root"}), "$.grants.x.cap"),
-    ("effect cap unknown", lambda d: d["effects"]["sys/exec@1"].update(cap="shell"), "$.effects.sys/exec@1.cap"),
+    ("effect cap unknown", lambda d: d["effects"]["sys/host.exec@1"].update(cap="shell"), "$.effects.sys/host.exec@1.cap"),
     ("wasm without hash", lambda d: d["modules"].update(w={"runtime": "wasm"}), "$.modules.w.hash"),
     ("route to wrong event", lambda d: d["routing"].append({"event": "test/Id@1", "workflow": "test/scripted@1"}),
      "$.routing[2].event"),

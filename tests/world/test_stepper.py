@@ -51,7 +51,7 @@ def test_admitted_effect_becomes_an_open_intent(make_world: MakeWorld, scripted_
     w = make_world(scripted_doc())
     res = w.apply(Clock().event(SCRIPT, {"effects": [
         {"effect": "sys/http.request@1", "params": {"method": "GET", "url": "https://example.com/x"}},
-        {"effect": "sys/fs.read@1", "params": {"path": "src/main.py"}},
+        {"effect": "sys/host.fs.read@1", "params": {"path": "src/main.py"}},
     ]}))
     assert res.status == "ok"
     assert [i.grant for i in res.intents] == ["web", "repo"]
@@ -70,13 +70,13 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
      "SchemaViolation", "$.params.method"),
     ("host not granted", {"effect": "sys/http.request@1", "params": {"method": "GET", "url": "https://evil.test/"}},
      "EffectDenied", "evil.test"),
-    ("path escapes root", {"effect": "sys/fs.read@1", "params": {"path": "../../etc/passwd"}},
+    ("path escapes root", {"effect": "sys/host.fs.read@1", "params": {"path": "../../etc/passwd"}},
      "EffectDenied", "outside"),
-    ("write on read-only", {"effect": "sys/fs.write@1", "params": {"path": "a.txt", "data": b"x"}},
+    ("write on read-only", {"effect": "sys/host.fs.write@1", "params": {"path": "a.txt", "data": b"x"}},
      "EffectDenied", "read-only"),
-    ("command not allowed", {"effect": "sys/exec@1", "params": {"argv": ["rm", "-rf", "/"]}},
+    ("command not allowed", {"effect": "sys/host.exec@1", "params": {"argv": ["rm", "-rf", "/"]}},
      "EffectDenied", "not allowed"),
-    ("cwd outside", {"effect": "sys/exec@1", "params": {"argv": ["ls"], "cwd": "/etc"}}, "EffectDenied", "outside"),
+    ("cwd outside", {"effect": "sys/host.exec@1", "params": {"argv": ["ls"], "cwd": "/etc"}}, "EffectDenied", "outside"),
     ("llm provider", {"effect": "sys/llm.generate@1", "params": {"provider": "openai", "max_tokens": 5}},
      "EffectDenied", "provider"),
     ("llm budget", {"effect": "sys/llm.generate@1", "params": {"provider": "anthropic", "max_tokens": 5000}},
