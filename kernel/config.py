@@ -32,6 +32,9 @@ class KernelConfig:
     idle_seconds: a world quiescent this long hibernates to a snapshot (``AOS_IDLE_SECONDS``).
     host_roots: directories under which worlds may be granted host.fs / host.exec
         (``--grant-host``; none by default, so no world touches host files unless the operator says so).
+    python_modules: Python workflow modules worlds may run besides the project's own
+        (``--python-module``, ``AOS_PYTHON_MODULES`` comma-separated; ``pkg.*`` for a package).
+    python_step_seconds: a Python workflow step running longer traps (``AOS_PYTHON_STEP_SECONDS``).
     """
 
     data_dir: str = field(default_factory=default_data_dir)
@@ -42,6 +45,8 @@ class KernelConfig:
     limits: Limits = field(default_factory=Limits)
     idle_seconds: float = 30.0
     host_roots: tuple[str, ...] = ()
+    python_modules: tuple[str, ...] = ()
+    python_step_seconds: float = 10.0
 
     @property
     def default_socket(self) -> str:
@@ -60,6 +65,10 @@ def from_env(**overrides: object) -> KernelConfig:
         values["listen"] = tuple(a for a in os.environ["AOS_LISTEN"].split(",") if a)
     if "AOS_IDLE_SECONDS" in os.environ:
         values["idle_seconds"] = float(os.environ["AOS_IDLE_SECONDS"])
+    if os.environ.get("AOS_PYTHON_MODULES"):
+        values["python_modules"] = tuple(m for m in os.environ["AOS_PYTHON_MODULES"].split(",") if m.strip())
+    if "AOS_PYTHON_STEP_SECONDS" in os.environ:
+        values["python_step_seconds"] = float(os.environ["AOS_PYTHON_STEP_SECONDS"])
     if "AOS_HEALTH" in os.environ:
         values["health"] = os.environ["AOS_HEALTH"]
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="let worlds be granted host.fs/host.exec under DIR (repeatable; default: none)",
     )
+    parser.add_argument(
+        "--python-module",
+        action="append",
+        metavar="MODULE",
+        help="let worlds run Python workflows from MODULE (or every module under PKG with PKG.*; repeatable; "
+        "the project's own are always allowed)",
+    )
     parser.add_argument("--idle-seconds", type=float, help="hibernate worlds idle this long (default 30)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
     parser.add_argument("--version", action="version", version=f"aos-kernel {__version__}")
@@ -64,6 +71,7 @@ async def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         host_roots=tuple(os.path.abspath(d) for d in args.grant_host) if args.grant_host else None,
         idle_seconds=args.idle_seconds,
+        python_modules=tuple(args.python_module) if args.python_module else None,
     )
     server = KernelServer(config)
     stop = asyncio.Event()

@@ -23,6 +23,7 @@ from aos.kernel.journal.store import JournalStore
 from aos.kernel.mailbox.store import MailboxStore
 from aos.kernel.store import GroupCommitter, KernelStore
 from aos.kernel.timers.store import TimerStore
+from aos.kernel.world.python_runtime import PythonAllowList
 
 log = logging.getLogger("aos.kernel")
 
@@ -47,7 +48,9 @@ class KernelServices:
         self.grants.watch_revocations(self._end_revoked_subscriptions)
         from aos.kernel.host.host import WorldHost
 
-        self.worlds = WorldHost(self, idle_seconds=config.idle_seconds, host_roots=config.host_roots)
+        self.worlds = WorldHost(self, idle_seconds=config.idle_seconds, host_roots=config.host_roots,
+                                python=PythonAllowList.of(config.python_modules),
+                                python_step_seconds=config.python_step_seconds)
 
     # --- capability objects ---------------------------------------------------------------
 

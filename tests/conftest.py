@@ -11,6 +11,11 @@ import pytest
 from aos.testing import KernelProcess
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # every kernel a test starts may run the test workflow module (kernel/world/testing.py)
+    os.environ.setdefault("AOS_PYTHON_MODULES", "aos.kernel.world.testing")
+
+
 @pytest.fixture
 def data_dir() -> Iterator[str]:
     # unix socket paths are limited to 108 bytes: keep the directory short

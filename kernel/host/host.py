@@ -31,6 +31,7 @@ from aos.kernel.world import cbor
 from aos.kernel.world.errors import CborError, WorldError
 from aos.kernel.world.loader import load_runtimes
 from aos.kernel.world.manifest import GrantDef, Manifest, parse_manifest
+from aos.kernel.world.python_runtime import DEFAULT_STEP_SECONDS, PythonAllowList
 from aos.kernel.world.records import decode_record
 from aos.kernel.world.replay import Replayer
 from aos.kernel.world.runtime import WasmModuleCache, WorkflowRuntime
@@ -53,8 +54,11 @@ class WorldStatus:
 
 
 class WorldHost:
-    def __init__(self, services: KernelServices, idle_seconds: float = 30.0, host_roots: tuple[str, ...] = ()) -> None:
+    def __init__(self, services: KernelServices, idle_seconds: float = 30.0, host_roots: tuple[str, ...] = (),
+                 python: PythonAllowList | None = None, python_step_seconds: float = DEFAULT_STEP_SECONDS) -> None:
         self.services = services
+        self.python = python or PythonAllowList()
+        self.python_step_seconds = python_step_seconds
         self.idle_seconds = idle_seconds
         self.host_roots = tuple(os.path.realpath(r) for r in host_roots)
         self.registry = WorldRegistry(services.store)
@@ -171,7 +175,8 @@ class WorldHost:
             for m in manifest.modules.values()
             if m.runtime == "wasm" and m.artifact_hash
         }
-        runtimes = load_runtimes(manifest, wasm, self.wasm_cache)
+        runtimes = load_runtimes(manifest, wasm, self.wasm_cache, python=self.python,
+                                 python_step_seconds=self.python_step_seconds)
         self._definitions[(universe, manifest_address)] = (manifest, runtimes)
         return runtimes
 

@@ -36,7 +36,8 @@ from aos.kernel.world.records import (
     decode_record,
 )
 from aos.kernel.world.replay import Replayer, replay
-from aos.kernel.world.runtime import PythonRuntime, WasmLimits, WasmModuleCache, WasmRuntime, WorkflowRuntime
+from aos.kernel.world.python_runtime import PythonAllowList, PythonRuntime
+from aos.kernel.world.runtime import WasmLimits, WasmModuleCache, WasmRuntime, WorkflowRuntime
 from aos.kernel.world.stepper import RECEIPT_SCHEMA, StepResult, World
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     # manifests and loading
     "Manifest", "parse_manifest", "load_manifest_json", "load_bundle", "load_runtimes",
     # runtimes and the ABI
-    "ABI_VERSION", "StepOutput", "Trap", "WorkflowRuntime", "WasmRuntime", "PythonRuntime",
+    "ABI_VERSION", "StepOutput", "Trap", "WorkflowRuntime", "WasmRuntime", "PythonRuntime", "PythonAllowList",
     "WasmLimits", "WasmModuleCache",
     # records
     "Record", "Stamp", "Origin", "EventRecord", "ReceiptRecord", "SnapshotRecord", "DomainEventRecord",

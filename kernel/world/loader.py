@@ -18,9 +18,9 @@ from typing import Any
 
 from aos.kernel.world.errors import ManifestError, ModuleLoadError
 from aos.kernel.world.manifest import Manifest, parse_manifest
+from aos.kernel.world.python_runtime import DEFAULT_STEP_SECONDS, PythonAllowList, PythonRuntime
 from aos.kernel.world.runtime import (
     DEFAULT_LIMITS,
-    PythonRuntime,
     WasmLimits,
     WasmModuleCache,
     WasmRuntime,
@@ -29,8 +29,12 @@ from aos.kernel.world.runtime import (
 
 
 def load_runtimes(manifest: Manifest, wasm: Mapping[str, bytes], cache: WasmModuleCache | None = None,
-                  limits: WasmLimits = DEFAULT_LIMITS) -> dict[str, WorkflowRuntime]:
-    """One runtime per module. ``wasm`` maps artifact hash to module bytes.
+                  limits: WasmLimits = DEFAULT_LIMITS,
+                  python: PythonAllowList | None = None,
+                  python_step_seconds: float = DEFAULT_STEP_SECONDS) -> dict[str, WorkflowRuntime]:
+    """One runtime per module. ``wasm`` maps artifact hash to module bytes;
+    Python modules must be on ``python`` (the project's own by default), and
+    every Python workflow's entry a public function of its module.
     Raises ``ModuleLoadError``."""
     cache = cache or WasmModuleCache()
     out: dict[str, WorkflowRuntime] = {}
@@ -41,7 +45,11 @@ def load_runtimes(manifest: Manifest, wasm: Mapping[str, bytes], cache: WasmModu
             out[name] = WasmRuntime(cache.engine, compiled, limits)
         else:
             assert m.python_module is not None
-            out[name] = PythonRuntime(m.python_module)
+            out[name] = PythonRuntime(m.python_module, python, python_step_seconds)
+    for wf in manifest.workflows.values():
+        runtime = out.get(wf.module)
+        if isinstance(runtime, PythonRuntime):
+            runtime.entry(wf.entry)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Workflow runtimes: WASM (wasmtime, fuel + memory limits) and trusted Python.
+"""Workflow runtimes: WASM (wasmtime, fuel + memory limits); trusted Python is in
+``python_runtime``.
 
 Both take the decoded step input (a dict) and return the decoded output or a
 ``Trap``; neither raises for anything a workflow does. A runtime is built once
@@ -226,31 +227,3 @@ class _RawFunc:
         if trap:
             raise wasmtime.Trap._from_ptr(trap)
         return buf[0].i64 & 0xFFFFFFFFFFFFFFFF if self._i64 else buf[0].i32 & 0xFFFFFFFF
-
-
-
-
-class PythonRuntime:
-    """A trusted in-tree Python module whose functions take the decoded step
-    input and return the output dict. Exceptions become traps."""
-
-    def __init__(self, module_path: str) -> None:
-        try:
-            self._mod = importlib.import_module(module_path)
-        except ImportError as exc:
-            raise ModuleLoadError(f"cannot import python workflow module {module_path!r}: {exc}") from exc
-
-    def call(self, entry: str, step_input: dict[str, Any]) -> Any | Trap:
-        fn = getattr(self._mod, entry, None)
-        if not callable(fn):
-            return Trap("WorkflowTrap", f"python module has no function {entry!r}")
-        try:
-            # a fresh, canonically decoded copy: the function sees exactly what a
-            # replay would give it (lists, not tuples) and cannot mutate journal objects
-            fresh = cbor.decode_body(cbor.encode_body(step_input))
-        except CborError as exc:
-            return Trap("WorkflowTrap", f"input not encodable: {exc}")
-        try:
-            return fn(fresh)
-        except Exception as exc:  # noqa: BLE001 -- a workflow bug is a trap, never a crash of the world
-            return Trap("WorkflowTrap", f"{type(exc).__name__}: {exc}")

@@ -13,10 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import wasmtime
+from aos.kernel.world.python_runtime import PythonAllowList
 from aos.kernel.world.records import EffectIntentRecord, EventRecord, ReceiptRecord, Record, Stamp
 from aos.kernel.world.stepper import StepResult, World
 
 SCRIPTED_MODULE = "aos.kernel.world.testing"
+# what an in-process test passes to ``load_runtimes`` to run ``scripted``; a kernel
+# gets the same with ``aos-kernel --python-module aos.kernel.world.testing``
+TEST_PYTHON = PythonAllowList.of([SCRIPTED_MODULE])
 
 SCRIPTED_SCHEMAS: dict[str, Any] = {
     "test/ScriptState@1": {"record": {"n": "nat", "receipts": {"list": "any"}}},

@@ -8,6 +8,7 @@ import pytest
 from aos.errors import InvalidArgument, UnknownWorld
 from aos.kernel.world.errors import ManifestError, SchemaViolation
 from aos.kernel.client import Connection, run
+from aos.kernel.world.testing import TEST_PYTHON
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from worldkit import assert_replays, bundle, raw_journal  # noqa: E402
@@ -58,7 +59,7 @@ def test_replaying_the_same_journal_twice_gives_identical_snapshots(kernel):
     snapshots = []
     for _ in range(2):
         manifest = parse_manifest(doc)
-        fresh = World(manifest, load_runtimes(manifest, wasm), "det")
+        fresh = World(manifest, load_runtimes(manifest, wasm, python=TEST_PYTHON), "det")
         replay(fresh, [decode_record(r) for r in raw])
         snapshots.append(fresh.snapshot())
     assert snapshots[0] == snapshots[1] and len(snapshots[0]) > 50

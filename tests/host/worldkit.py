@@ -9,6 +9,7 @@ from typing import Any
 
 from aos.cli_world import load_bundle_doc
 from aos.kernel.world import World, decode_record, load_runtimes, parse_manifest, replay
+from aos.kernel.world.testing import TEST_PYTHON
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
 
@@ -37,7 +38,7 @@ async def assert_replays(admin: Any, universe: str, world: Any, world_id: str,
     derive every journaled record byte for byte and end in the live state."""
     live_hash, _ = await world.snapshot()
     manifest = parse_manifest(doc)
-    fresh = World(manifest, load_runtimes(manifest, wasm), world_id)
+    fresh = World(manifest, load_runtimes(manifest, wasm, python=TEST_PYTHON), world_id)
     records = [decode_record(raw) for raw in await raw_journal(admin, universe, world_id)]
     assert replay(fresh, records) == ()  # nothing derived that the journal lacks
     assert fresh.state_hash() == live_hash

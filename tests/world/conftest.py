@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aos.kernel.world import WasmModuleCache, World, load_bundle, load_runtimes, parse_manifest
-from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
+from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS, TEST_PYTHON
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -45,7 +45,7 @@ def make_world(cache: WasmModuleCache) -> Callable[..., World]:
             manifest, wasm = load_bundle(doc)
         else:
             manifest = parse_manifest(doc)
-        return World(manifest, load_runtimes(manifest, wasm or {}, cache), world_id)
+        return World(manifest, load_runtimes(manifest, wasm or {}, cache, python=TEST_PYTHON), world_id)
 
     return make
 

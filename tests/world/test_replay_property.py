@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aos.kernel.world import World, decode_record, load_runtimes, parse_manifest, replay
-from aos.kernel.world.testing import Harness
+from aos.kernel.world.testing import Harness, TEST_PYTHON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +52,7 @@ def _run(w: World, plan: list[tuple[str, str, int]]) -> Harness:
 def test_any_run_replays_byte_identically(scripted_doc: Any, plan: list[tuple[str, str, int]]) -> None:
     """Live run, genesis replay and every snapshot + tail replay end in the same snapshot bytes."""
     manifest = parse_manifest(scripted_doc(keyed=True))
-    runtimes = load_runtimes(manifest, {})
+    runtimes = load_runtimes(manifest, {}, python=TEST_PYTHON)
     live = World(manifest, runtimes, "prop")
     h = _run(live, plan)
     decoded = [decode_record(r.encode()) for r in h.journal]  # through the bytes, as from disk
