@@ -2,14 +2,21 @@
 
     aos status
     aos cas put FILE|-            aos cas get HASH [-o FILE]
-    aos journal append WORLD TEXT...   aos journal read WORLD   aos journal tail WORLD
+    aos journal append JOURNAL TEXT...   aos journal read JOURNAL   aos journal tail JOURNAL
     aos journal ls
+    aos world ...                 hosted worlds (aos/cli_world.py)
     aos demo                      start a kernel on embedded defaults and show it working
 
 Global options pick the kernel (``--connect``, ``$AOS_CONNECT``), the token
 (``--token-file``, default the local kernel's admin token) and the universe.
 Output is for people; ``--json`` prints one JSON document for programs.
 Errors are one line on stderr and exit status 1.
+
+``aos journal`` works on *raw journals*: named, append-only record logs of the
+Journal service (journal.capnp) that any client may write. They are not
+worlds: a world's journal is written only by the kernel and read with
+``aos world journal``, and a raw journal named ``w1`` has nothing to do with a
+world ``w1``.
 """
 
 from __future__ import annotations
@@ -56,19 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("hash")
     get.add_argument("-o", "--output", help="write to FILE instead of stdout")
 
-    journal = sub.add_parser("journal", help="world journals").add_subparsers(dest="action", required=True)
-    append = journal.add_parser("append", help="append text records")
-    append.add_argument("world")
+    journal = sub.add_parser(
+        "journal", help="raw journals: append-only record logs, not worlds (for a world's journal: aos world journal)",
+        description="Raw journals of the Journal service: named append-only logs of opaque records. "
+                    "They are not worlds; `aos world journal ID` reads a world's journal.",
+    ).add_subparsers(dest="action", required=True)
+    append = journal.add_parser("append", help="append text records (creates the raw journal)")
+    append.add_argument("journal", metavar="JOURNAL", help="raw journal name")
     append.add_argument("records", nargs="+")
     append.add_argument("--epoch", type=int, default=0)
     read = journal.add_parser("read", help="read records")
-    read.add_argument("world")
+    read.add_argument("journal", metavar="JOURNAL", help="raw journal name")
     read.add_argument("--from", dest="from_seq", type=int, default=0)
     read.add_argument("--limit", type=int, default=100)
     tail = journal.add_parser("tail", help="follow new records until Ctrl-C")
-    tail.add_argument("world")
+    tail.add_argument("journal", metavar="JOURNAL", help="raw journal name")
     tail.add_argument("--from", dest="from_seq", type=int, default=None)
-    journal.add_parser("ls", help="list worlds")
+    journal.add_parser("ls", help="list raw journals (worlds: aos world ls)")
 
     from aos.cli_agent import add_parser as add_agent_parser
 
@@ -168,20 +179,20 @@ async def _run(args: argparse.Namespace) -> Any:
             return await run_world(args, await admin.worlds(args.universe))
         journal = await admin.journal(args.universe)
         if args.action == "ls":
-            return {"worlds": await journal.list()}
+            return {"journals": await journal.list()}
         if args.action == "append":
             try:
-                next_seq, epoch = await journal.head(args.world)
+                next_seq, epoch = await journal.head(args.journal)
             except AosError:
                 next_seq, epoch = 0, 0
             records = [r.encode() for r in args.records]
-            seq = await journal.append(args.world, next_seq, max(epoch, args.epoch), records)
-            return {"world": args.world, "seq": seq, "count": len(records)}
+            seq = await journal.append(args.journal, next_seq, max(epoch, args.epoch), records)
+            return {"journal": args.journal, "seq": seq, "count": len(records)}
         if args.action == "read":
-            records, next_seq = await journal.read(args.world, args.from_seq, args.limit)
-            return {"world": args.world, "records": [{"seq": args.from_seq + i, "data": _show(r)} for i, r in enumerate(records)], "nextSeq": next_seq}
+            records, next_seq = await journal.read(args.journal, args.from_seq, args.limit)
+            return {"journal": args.journal, "records": [{"seq": args.from_seq + i, "data": _show(r)} for i, r in enumerate(records)], "nextSeq": next_seq}
         # tail
-        start = args.from_seq if args.from_seq is not None else (await journal.head(args.world))[0]
+        start = args.from_seq if args.from_seq is not None else (await journal.head(args.journal))[0]
         done = asyncio.Event()
 
         async def on_records(seq: int, records: list[bytes]) -> None:
@@ -189,7 +200,7 @@ async def _run(args: argparse.Namespace) -> Any:
                 line = json.dumps({"seq": seq + i, "data": _show(record)}) if args.json else f"{seq + i:>8}  {_show(record)}"
                 print(line, flush=True)
 
-        subscription = await journal.tail(args.world, start, on_records)
+        subscription = await journal.tail(args.journal, start, on_records)
         try:
             await done.wait()
         finally:
@@ -201,7 +212,9 @@ def _print(args: argparse.Namespace, result: Any) -> None:
     if result is None:
         return
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        from aos.kernel.host.jsonvalue import to_jsonable  # world records carry bytes (stamps): {"$bytes": ...}
+
+        print(json.dumps(to_jsonable(result), indent=2, sort_keys=True))
         return
     if args.command == "world":
         from aos.cli_world import print_world
@@ -211,7 +224,8 @@ def _print(args: argparse.Namespace, result: Any) -> None:
     if args.command == "status":
         limits = result["limits"]
         print(f"aos-kernel {result['version']}  data {result['dataDir']}")
-        print(f"connections {result['connections']}  worlds {result['worlds']}  "
+        print(f"connections {result['connections']}  worlds {result.get('hostedWorlds', 0)}  "
+              f"raw journals {result.get('rawJournals', 0)}  "
               f"commits {result['commitTurns']} ({result['committedRecords']} records)")
         print(f"limits: message {human_size(limits['maxMessageBytes'])}, blob {human_size(limits['maxBlobBytes'])}, "
               f"{limits['maxRecordsPerAppend']} records/append")
@@ -221,10 +235,10 @@ def _print(args: argparse.Namespace, result: Any) -> None:
         for record in result["records"]:
             print(f"{record['seq']:>8}  {record['data']}")
         print(f"(next seq {result['nextSeq']})")
-    elif "worlds" in result:
-        print("\n".join(result["worlds"]) or "(no worlds)")
+    elif "journals" in result:
+        print("\n".join(result["journals"]) or "(no raw journals)")
     elif "seq" in result:
-        print(f"appended {result['count']} record(s) to {result['world']} at seq {result['seq']}")
+        print(f"appended {result['count']} record(s) to journal {result['journal']} at seq {result['seq']}")
 
 
 def demo() -> int:
@@ -246,24 +260,26 @@ def demo() -> int:
             print(f"cas put     -> {address}")
             print(f"cas get     -> {(await cas.get(address)).decode()!r} (verified against its hash)")
             journal = await admin.journal("demo")
-            seq = await journal.append("counter", 0, 1, [b"+1", b"+1", b"+1"])
-            records, next_seq = await journal.read("counter")
-            print(f"journal     -> appended 3 records at seq {seq}; read back {[r.decode() for r in records]}")
+            seq = await journal.append("tally", 0, 1, [b"+1", b"+1", b"+1"])
+            records, next_seq = await journal.read("tally")
+            print(f"journal     -> appended 3 records to raw journal 'tally' at seq {seq}; "
+                  f"read back {[r.decode() for r in records]}")
             try:
-                await journal.append("counter", 0, 1, [b"+1"])
+                await journal.append("tally", 0, 1, [b"+1"])
             except AosError as exc:
                 print(f"stale write -> refused: {type(exc).__name__}: {exc}")
-            limited = await journal.restrict("counter", read_only=True)
+            limited = await journal.restrict("tally", read_only=True)
             token = await limited.save()
-            print(f"attenuate   -> read-only cap for world 'counter' saved as a token ({len(token)} chars)")
+            print(f"attenuate   -> read-only cap for raw journal 'tally' saved as a token ({len(token)} chars)")
             await limited.revoker.revoke()
             try:
-                await (await conn.restore_as(token)).read("counter")
+                await (await conn.restore_as(token)).read("tally")
             except AosError as exc:
                 print(f"revoke      -> token now fails: {type(exc).__name__}")
             await _demo_world(admin)
             status = await admin.status()
-            print(f"status      -> {status['worlds']} journal(s), {status['commitTurns']} synced group commits")
+            print(f"status      -> {status['hostedWorlds']} world(s), {status['rawJournals']} raw journal(s), "
+                  f"{status['commitTurns']} synced group commits")
 
     try:
         run(walk())
@@ -317,6 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         # the reader (e.g. `| head`) left; that is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.command == "world":
+        from aos.cli_world import exit_status
+
+        sys.exit(exit_status(result))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
@@ -14,6 +15,9 @@ from aos.kernel.host import jsonvalue
 from aos.kernel.world.loader import read_bundle
 
 GRANT_ROOT = "${AOS_GRANT_ROOT}"
+# `aos world send` exits with this when the event was journaled but every workflow
+# it reached trapped: not 1 (the event is in the journal; sending again repeats it)
+SEND_ALL_TRAPPED = 3
 
 
 def _substitute(value: Any, root: str) -> Any:
@@ -51,8 +55,8 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
         return {"forked": info}
     world = await worlds.open(args.world)
     if action == "send":
-        seq = await world.send(args.schema, jsonvalue.loads(args.value, "the event value"))
-        return {"world": args.world, "seq": seq}
+        seq, outcome = await world.send_with_outcome(args.schema, jsonvalue.loads(args.value, "the event value"))
+        return {"world": args.world, "seq": seq, "outcome": outcome}
     if action == "state":
         if args.workflow:
             if args.key is not None:
@@ -106,15 +110,50 @@ def _line(record: dict[str, Any]) -> str:
     kind = record["kind"]
     detail = {
         "event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
-        "receipt": lambda r: f"{r['status']} for {r['intent_hash'][:19]}",
+        "receipt": _receipt_detail,
         "effect_intent": lambda r: f"{r['effect']} via {r['grant']} ({r['origin']['workflow']})",
         "effect_rejected": lambda r: f"{r['effect']} refused: {r['code']}: {r['reason']}",
-        "trap": lambda r: f"{r['code']}: {r['message']}",
+        "trap": lambda r: f"{_origin(r['origin'])}: {r['code']}: {r['message']}",
         "state": lambda r: ", ".join(f"{c[0]}{'' if c[1] is None else '[' + json.dumps(c[1]) + ']'}" for c in r["changes"]) or "-",
         "snapshot": lambda r: r["snapshot_hash"],
         "domain_event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
     }.get(kind, lambda r: "")
     return f"{record['at']:>8}  {kind:<15} {detail(record)[:160]}"
+
+
+def _origin(origin: dict[str, Any]) -> str:
+    key = origin.get("key")
+    return origin["workflow"] + ("" if key is None else f"[{json.dumps(jsonvalue.to_jsonable(key))}]")
+
+
+def _receipt_detail(record: dict[str, Any]) -> str:
+    """``ok for sha256:...``; an error or timeout receipt adds its code and message."""
+    detail = f"{record['status']} for {record['intent_hash'][:19]}"
+    payload = record.get("payload")
+    if record["status"] != "ok" and isinstance(payload, dict):
+        code, message = payload.get("error") or payload.get("code"), payload.get("message")
+        detail += "".join(f": {part}" for part in (code, message) if part)
+    return detail
+
+
+def trap_lines(outcome: dict[str, Any]) -> list[str]:
+    """What ``world send`` says about the workflows an event trapped (empty when none did)."""
+    lines = [f"trap in {t['workflow']}{'' if not t['key'] else '[' + t['key'] + ']'}: {t['code']}: {t['message']}"
+             for t in outcome.get("traps", [])]
+    if lines and all_trapped(outcome):
+        lines.append(f"every workflow the event reached trapped ({outcome['steps']} step(s)): "
+                     "it is journaled but changed nothing")
+    return lines
+
+
+def all_trapped(outcome: dict[str, Any]) -> bool:
+    return outcome.get("steps", 0) > 0 and len(outcome.get("traps", [])) >= outcome["steps"]
+
+
+def exit_status(result: Any) -> int:
+    """0, or ``SEND_ALL_TRAPPED`` when ``world send``'s event reached only workflows that trapped."""
+    outcome = result.get("outcome") if isinstance(result, dict) else None
+    return SEND_ALL_TRAPPED if outcome and all_trapped(outcome) else 0
 
 
 def _ago(ms: int) -> str:
@@ -144,6 +183,8 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
         print(f"{verb} world {info['worldId']} ({info['name']}), manifest {info['manifestHash'][:23]}...")
     elif "seq" in result and "world" in result:
         print(f"event journaled at seq {result['seq']}")
+        for line in trap_lines(result.get("outcome", {})):
+            print(f"aos: {line}", file=sys.stderr)
     elif "state" in result:
         for name, value in result["state"].items():
             print(f"{name}: {json.dumps(jsonvalue.to_jsonable(value), indent=2, sort_keys=True)}")

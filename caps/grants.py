@@ -37,7 +37,7 @@ class Scope:
         if self.universe:
             parts.append(f"universe={self.universe}")
         if self.kind == "journal" and self.world:
-            parts.append(f"world={self.world}")
+            parts.append(f"name={self.world}")  # a raw journal's name (the field is historical)
         if self.kind == "mailbox":
             parts.append(f"send={self.send_to or 'none'} receive={self.receive_from or 'none'}")
         if self.read_only:

@@ -390,6 +390,16 @@ class WorldClient(RemoteCap):
     async def send(self, schema: str, value: Any) -> int:
         return (await call(self.cap.send(schema, jsonvalue.dumps(value)))).seq  # type: ignore[no-any-return]
 
+    async def send_with_outcome(self, schema: str, value: Any) -> tuple[int, dict[str, Any]]:
+        """``(seq, outcome)``: outcome is ``{steps, traps: [{workflow, key, code, message}], intents,
+        rejected}`` (world.capnp ``SendOutcome``); ``steps > 0`` and ``len(traps) == steps``
+        means every workflow the event reached trapped."""
+        reply = await call(self.cap.send(schema, jsonvalue.dumps(value)))
+        outcome = reply.outcome
+        traps = [{"workflow": t.workflow, "key": t.key, "code": t.code, "message": t.message} for t in outcome.traps]
+        return reply.seq, {"steps": outcome.steps, "traps": traps, "intents": outcome.intents,
+                           "rejected": outcome.rejected}
+
     async def send_batch(self, events: list[tuple[str, Any]]) -> list[int]:
         batch = [{"eventSchema": schema, "value": jsonvalue.dumps(value)} for schema, value in events]
         return list((await call(self.cap.sendBatch(batch))).seqs)

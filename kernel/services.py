@@ -137,12 +137,16 @@ class KernelServices:
 
     def status(self) -> dict[str, Any]:
         limits = self.limits
+        # every hosted world has exactly one journal, created in the same write as its registry entry
+        journals, worlds = self.journal.count(), len(self.worlds.registry)
         return {
             "version": __version__,
             "startedAtMs": self.started_at_ms,
             "dataDir": self.config.data_dir,
             "connections": self.connections,
-            "worlds": self.journal.count(),
+            "worlds": journals,  # the wire name; it counts every journal
+            "hostedWorlds": worlds,
+            "rawJournals": journals - worlds,
             "commitTurns": self.committer.turns,
             "committedRecords": self.journal.records_committed,
             "limits": {

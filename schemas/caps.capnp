@@ -37,9 +37,10 @@ enum ErrorCode {
   blobNotFound @7;
   corruptBlob @8;       # stored bytes no longer hash to their address
   # Journal.
-  unknownWorld @9;      # the world has no journal (nothing was ever appended)
-  seqConflict @10;      # expectedSeq is not the world's next sequence number
-  staleEpoch @11;       # the writer's epoch is older than the world's
+  unknownWorld @9;      # no such world (world.capnp), or no such raw journal (journal.capnp:
+                        # nothing was ever appended to it); one code for both, kept for the wire
+  seqConflict @10;      # expectedSeq is not the journal's next sequence number
+  staleEpoch @11;       # the writer's epoch is older than the journal's
   # Everything else.
   internal @12;         # a kernel bug; the kernel logs details, the caller gets an id
 }
@@ -64,10 +65,10 @@ struct CapInfo {
   grantId @1 :Text;      # stable id of the grant behind the capability
   universe @2 :Text;     # "" for the kernel admin capability
   readOnly @3 :Bool;     # cas, journal: no writes
-  world @4 :Text;        # journal: the one world it may touch; "" = any world
+  world @4 :Text;        # journal: the one raw journal it may touch, "" = any; world: the world
   sendTo @5 :Text;       # mailbox: "*" any, "" none, else exactly this mailbox
   receiveFrom @6 :Text;  # mailbox: same rules, for subscribe
-  description @7 :Text;  # one line for people, e.g. "journal universe=u1 world=w7 read-only"
+  description @7 :Text;  # one line for people, e.g. "journal universe=u1 name=w7 read-only"
 }
 
 interface Held {

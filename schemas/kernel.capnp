@@ -38,10 +38,15 @@ struct KernelStatus {
   startedAtMs @1 :Int64;
   dataDir @2 :Text;
   connections @3 :UInt32;       # open client connections
-  worlds @4 :UInt64;            # journals across all universes
+  worlds @4 :UInt64;            # every journal across all universes: raw journals
+                                # (journal.capnp) plus one per hosted world. The
+                                # name is kept for wire compatibility; read
+                                # hostedWorlds and rawJournals instead.
   commitTurns @5 :UInt64;       # synced group-commit writes since start
   committedRecords @6 :UInt64;  # journal records committed since start
   limits @7 :Limits;
+  hostedWorlds @8 :UInt64;      # worlds (world.capnp) across all universes, from the world registry
+  rawJournals @9 :UInt64;       # raw journals of the Journal service across all universes
 }
 
 struct Limits {

@@ -54,12 +54,14 @@ struct WorldInfo {
 interface World extends(Caps.Held) {
   # One world. Every call wakes a hibernated world first.
 
-  send @0 (eventSchema :Text, value :Text) -> (seq :UInt64);
+  send @0 (eventSchema :Text, value :Text) -> (seq :UInt64, outcome :SendOutcome);
   # Send an event (value as JSON). Checked against the schema at the door: a
   # bad event is refused with SchemaViolation and never journaled. Returns
   # once the event and everything it caused are durable; `seq` is the
-  # event's journal position. Effects it emitted are running when this
-  # returns. Errors: SchemaViolation, World.
+  # event's journal position and `outcome` what it caused (a workflow that
+  # traps does not fail the call: the event stays journaled, the trapped
+  # step is discarded, and the trap is reported here). Effects it emitted
+  # are running when this returns. Errors: SchemaViolation, World.
 
   state @1 (workflow :Text, key :Text) -> (exists :Bool, value :Text);
   # The state of a workflow (`key` "" for unkeyed) or of one cell (`key` as
@@ -113,6 +115,25 @@ struct GrantInfo {
 struct WorkflowInfo {
   name @0 :Text;
   keyed @1 :Bool;   # one state per key (cells); read them with cells + state(key)
+}
+
+struct SendOutcome {
+  # What one event caused, read from the records journaled right after it.
+  # A kernel older than this field answers the default: steps = 0.
+  steps @0 :UInt32;          # workflow steps the event reached: its routes, the
+                             # routes of the domain events those steps emitted,
+                             # and refusal receipts back to emitting cells
+  traps @1 :List(TrapInfo);  # the steps that trapped (each step's changes discarded);
+                             # traps = steps > 0 means nothing the event reached ran
+  intents @2 :UInt32;        # effects admitted (journaled, now running)
+  rejected @3 :UInt32;       # effects refused at admission (journaled as effect_rejected)
+}
+
+struct TrapInfo {
+  workflow @0 :Text;
+  key @1 :Text;        # the cell key as JSON; "" for an unkeyed workflow
+  code @2 :Text;       # WorkflowTrap, FuelExhausted, SchemaViolation, ...
+  message @3 :Text;
 }
 
 struct Event {

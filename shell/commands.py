@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aos.cli import human_size
-from aos.cli_world import _ago, _all_states, _line, load_bundle_doc
+from aos.cli_world import _ago, _all_states, _line, load_bundle_doc, trap_lines
 from aos.errors import AosError, InvalidArgument, KernelUnavailable, PermissionDenied
 from aos.kernel.host import jsonvalue
 from aos.shell.parse import Command, Grammar
-from aos.shell.render import Inline, Json, Line, Output, Table
+from aos.shell.render import Inline, Json, Line, Output, Table, record_style
 from aos.shell.session import Session
 
 Emit = Callable[[Output], None]
@@ -135,7 +135,8 @@ async def _status(ctx: Context, cmd: Command) -> Output:
         ("uptime", _ago(s["startedAtMs"]).replace(" ago", "")),
         ("data", s["dataDir"]),
         ("connections", str(s["connections"])),
-        ("worlds", f"{s['worlds']} journal(s), all universes"),
+        ("worlds", f"{s.get('hostedWorlds', 0)}, all universes"),
+        ("raw journals", f"{s.get('rawJournals', 0)}, all universes (aos journal; not worlds)"),
         ("commits", f"{s['commitTurns']} group commits, {s['committedRecords']} records"),
         ("limits", (f"message {human_size(limits['maxMessageBytes'])}, blob {human_size(limits['maxBlobBytes'])}, "
                     f"{limits['maxRecordsPerAppend']} records/append")),
@@ -213,8 +214,8 @@ async def _fork(ctx: Context, cmd: Command) -> Output:
          detail='The JSON is the rest of the line, unquoted: send demo/CounterEvent@1 {"by": 2}')
 async def _send(ctx: Context, cmd: Command) -> Output:
     value = _json_arg(cmd.args[1], "the event value")
-    seq = await (await ctx.session.world()).send(cmd.args[0], value)
-    return [Line(f"event journaled at seq {seq}")]
+    seq, outcome = await (await ctx.session.world()).send_with_outcome(cmd.args[0], value)
+    return [Line(f"event journaled at seq {seq}")] + [Line(line, "error") for line in trap_lines(outcome)]
 
 
 @command("state", "state [WORKFLOW] [--key JSON]", "this world's state: every workflow, or one (one cell with --key)",
@@ -260,7 +261,7 @@ async def _journal(ctx: Context, cmd: Command) -> Output:
         await _tail(ctx, world, start)
         return []
     records, next_seq = await world.journal(start, limit)
-    return [Line(_line(r)) for r in records] + [Line(f"(next seq {next_seq})", "dim")]
+    return [Line(_line(r), record_style(r)) for r in records] + [Line(f"(next seq {next_seq})", "dim")]
 
 
 def _int_option(cmd: Command, name: str, default: int) -> int:
@@ -278,7 +279,7 @@ def _int_option(cmd: Command, name: str, default: int) -> int:
 
 async def _tail(ctx: Context, world: Any, start: int) -> None:
     async def on_record(seq: int, record: dict[str, Any]) -> None:
-        ctx.emit([Line(_line(record))])
+        ctx.emit([Line(_line(record), record_style(record))])
 
     async def on_frame(intent_hash: str, frame: Any) -> None:
         ctx.emit([Line(f"{'':>8}  ~ frame {intent_hash[:19]} {jsonvalue.dumps(frame)[:100]}", "dim")])

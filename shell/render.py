@@ -131,6 +131,14 @@ def render(blocks: Output, color: bool = False) -> str:
     return "\n".join(lines)
 
 
+def record_style(record: dict[str, Any]) -> str:
+    """The style of a journal record's line: traps, refused effects and failed receipts stand out."""
+    kind = record.get("kind")
+    if kind in ("trap", "effect_rejected") or (kind == "receipt" and record.get("status") != "ok"):
+        return "error"
+    return ""
+
+
 def error_line(exc: BaseException, color: bool = False) -> str:
     """``error: <Code>: message`` on one line, whatever the exception."""
     code = getattr(exc, "code", None) or type(exc).__name__

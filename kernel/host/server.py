@@ -8,13 +8,14 @@ from typing import Any
 from aos.caps.gateway import HandleImpl
 from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
-from aos.errors import InvalidArgument
+from aos.errors import InvalidArgument, PermissionDenied
 from aos.kernel.host import jsonvalue
 from aos.kernel.host.host import WorldHost, WorldStatus
 from aos.kernel.host.registry import journal_universe
 from aos.kernel.names import key as name_key
 from aos.kernel.rpc import remote
-from aos.kernel.world.records import decode_record
+from aos.kernel.world.records import (DomainEventRecord, EffectIntentRecord, EffectRejectedRecord, TrapRecord,
+                                       decode_record)
 from aos.schemas import world_capnp
 
 
@@ -90,9 +91,39 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         return self.grant.scope.world
 
     @remote()
-    async def send(self, eventSchema: str, value: str, _context: Any, **kwargs: Any) -> int:
+    async def send(self, eventSchema: str, value: str, _context: Any, **kwargs: Any) -> Any:
         # (a field named "schema" would be shadowed by pycapnp's reader attribute)
-        return await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
+        seq = await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
+        return seq, await self._outcome(eventSchema, seq)
+
+    async def _outcome(self, schema: str, seq: int) -> dict[str, Any]:
+        """What the event at ``seq`` caused. Its derived records follow it in the
+        journal up to the next input record (they are appended with it, in one
+        write), so they tell which steps ran and which trapped; counting steps
+        from the routes lets a caller see that *every* step trapped."""
+        manifest = (await self.host.driver(self.universe, self.world_id)).world.manifest
+        out: dict[str, Any] = {"steps": len(manifest.routes_for(schema)), "traps": [], "intents": 0, "rejected": 0}
+        at, end = seq + 1, seq + 2
+        while at < end:
+            raws, end = self.services.journal.read(journal_universe(self.universe), self.world_id, at, 256)
+            for record in map(decode_record, raws):
+                if record.input:
+                    return out
+                if isinstance(record, TrapRecord):
+                    key = "" if record.origin.key is None else jsonvalue.dumps(record.origin.key)
+                    out["traps"].append({"workflow": record.origin.workflow, "key": key, "code": record.code,
+                                         "message": record.message})
+                elif isinstance(record, DomainEventRecord):
+                    out["steps"] += len(manifest.routes_for(record.schema))
+                elif isinstance(record, EffectRejectedRecord):  # the refusal goes back to the cell as a receipt
+                    out["steps"] += 1
+                    out["rejected"] += 1
+                elif isinstance(record, EffectIntentRecord):
+                    out["intents"] += 1
+            at += len(raws)
+            if not raws:
+                break
+        return out
 
     @remote()
     async def sendBatch(self, events: Any, _context: Any, **kwargs: Any) -> Any:

@@ -51,7 +51,7 @@ class JournalStore:
     def head(self, universe: str, world: str) -> WorldHead:
         head = self._head(key(universe, world))
         if head is None:
-            raise UnknownWorld(f"world {world} has no journal in universe {universe}")
+            raise UnknownWorld(f"no journal {world!r} in universe {universe}")
         return head
 
     def exists(self, universe: str, world: str) -> bool:
