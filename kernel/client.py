@@ -433,6 +433,10 @@ class WorldClient(RemoteCap):
         reply = await call(self.cap.describe())
         return reply.info.to_dict(), list(reply.traps)
 
+    async def unquarantine(self, world_id: str) -> dict[str, Any]:
+        """Release a quarantined world and wake it; raises ``WorldQuarantined`` if it fails again."""
+        return (await call(self.cap.unquarantine(world_id))).info.to_dict()  # type: ignore[no-any-return]
+
     async def grants(self) -> list[dict[str, Any]]:
         """[{name, cap, params, active}] for each of the world's grants."""
         return [{"name": g.name, "cap": g.cap, "params": jsonvalue.loads(g.params), "active": g.active}

@@ -22,13 +22,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Receipt
-from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
+from aos.errors import InvalidArgument, KernelError, PermissionDenied, UnknownWorld
 from aos.kernel.host.driver import EPOCH, WorldDriver
 from aos.kernel.host.effects import EffectDispatcher, effect_kind, inbox, world_of_inbox
 from aos.kernel.host.registry import WorldMeta, WorldRegistry, journal_universe
 from aos.kernel.names import check_name
 from aos.kernel.world import cbor
-from aos.kernel.world.errors import CborError, WorldError
+from aos.kernel.world.errors import CborError, WorldError, WorldQuarantined
 from aos.kernel.world.loader import load_runtimes
 from aos.kernel.world.manifest import GrantDef, Manifest, parse_manifest
 from aos.kernel.world.python_runtime import DEFAULT_STEP_SECONDS, PythonAllowList
@@ -51,6 +51,10 @@ class WorldStatus:
     journal_height: int
     last_input_ms: int
     traps: int
+
+    @property
+    def state(self) -> str:
+        return "quarantined" if self.meta.quarantined else "awake" if self.awake else "hibernated"
 
 
 class WorldHost:
@@ -82,10 +86,15 @@ class WorldHost:
         # worlds whose journal runs past their last snapshot were active at the last stop
         # (or crash): wake them so open intents restart and missing derived records are written
         for meta in self.registry.all():
+            if meta.quarantined:
+                continue
             if self.services.journal.exists(journal_universe(meta.universe), meta.world_id):
                 head = self.services.journal.head(journal_universe(meta.universe), meta.world_id)
                 if head.durable > meta.snapshot_seq + 1:
-                    await self.driver(meta.universe, meta.world_id)
+                    try:
+                        await self.driver(meta.universe, meta.world_id)
+                    except WorldQuarantined:
+                        continue  # logged; the kernel serves every other world
             if self.services.mailboxes.count(meta.universe, inbox(meta.world_id)):
                 self._on_mail(meta.universe, inbox(meta.world_id))
         self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="world-reaper")
@@ -210,10 +219,18 @@ class WorldHost:
         if waking is not None:
             return await asyncio.shield(waking)
         meta = self.meta(universe, world_id)
+        if meta.quarantined:
+            raise WorldQuarantined(f"world {world_id} is quarantined: {meta.quarantined}")
         future: asyncio.Future[WorldDriver] = asyncio.get_running_loop().create_future()
         self._waking[(universe, world_id)] = future
         try:
-            driver = await self._wake(meta)
+            try:
+                driver = await self._wake(meta)
+            except (asyncio.CancelledError, KernelError):
+                raise  # the kernel's own storage, not the world: nothing to blame it for
+            except Exception as exc:  # noqa: BLE001 -- whatever a world's bytes make the wake raise
+                # replay is deterministic, so trying again would fail again: stop waking it
+                raise await self._quarantine(meta, f"{type(exc).__name__}: {exc}") from None
             self._drivers[(universe, world_id)] = driver
             future.set_result(driver)
             return driver
@@ -223,6 +240,29 @@ class WorldHost:
             raise
         finally:
             del self._waking[(universe, world_id)]
+
+    async def _quarantine(self, meta: WorldMeta, reason: str) -> WorldQuarantined:
+        reason = reason[:500]
+        log.error("event=world_quarantined universe=%s world=%s reason=%r", meta.universe, meta.world_id, reason)
+        current = self.registry.get(meta.universe, meta.world_id) or meta
+        quarantined = replace(current, quarantined=reason)
+        await self.services.committer.commit([self.registry.put_op(quarantined)])
+        self.registry.remember(quarantined)
+        return WorldQuarantined(f"world {meta.world_id} is quarantined: {reason}")
+
+    async def unquarantine(self, universe: str, world_id: str) -> WorldMeta:
+        """Let a quarantined world wake again, and wake it now: the operator fixed
+        what stopped it (allowed its module, restored a blob). If the wake fails
+        again it is quarantined again and that error is raised."""
+        meta = self.meta(universe, world_id)
+        if meta.quarantined:
+            released = replace(meta, quarantined="")
+            await self.services.committer.commit([self.registry.put_op(released)])
+            self.registry.remember(released)
+            log.info("event=world_unquarantined universe=%s world=%s", universe, world_id)
+        await self.driver(universe, world_id)
+        self._on_mail(universe, inbox(world_id))  # mail that waited
+        return self.meta(universe, world_id)
 
     async def _wake(self, meta: WorldMeta) -> WorldDriver:
         manifest, runtimes = self._manifest(meta)
@@ -373,8 +413,9 @@ class WorldHost:
         if world_id is None:
             return
         world = (universe, world_id)
-        if self.registry.get(*world) is None:
-            return
+        meta = self.registry.get(*world)
+        if meta is None or meta.quarantined:
+            return  # a quarantined world's mail waits for it
         if world in self._drains:
             self._redrain.add(world)
             return
@@ -394,7 +435,10 @@ class WorldHost:
             messages = mailboxes.queued(universe, inbox(world_id), 256)
             if not messages:
                 return
-            driver = await self.driver(universe, world_id)
+            try:
+                driver = await self.driver(universe, world_id)
+            except WorldQuarantined:
+                return  # the mail stays queued until an operator releases the world
             pending = []
             for message in messages:
                 ack = mailboxes.ack_ops(universe, inbox(world_id), [message.seq])

@@ -24,6 +24,7 @@ class WorldMeta:
     forked_from: str = ""
     last_event_ms: int = 0  # when the world last took an input, as of its latest snapshot
     revoked_grants: tuple[str, ...] = ()  # manifest grants an operator switched off at runtime
+    quarantined: str = ""  # why the kernel stopped waking it ("" = it wakes normally)
 
     @classmethod
     def from_json(cls, raw: bytes) -> WorldMeta:

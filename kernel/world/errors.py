@@ -20,6 +20,14 @@ class CborError(WorldError):
     code = "Cbor"
 
 
+class WorldQuarantined(WorldError):
+    """The kernel stopped waking this world after it failed to wake (its
+    modules, snapshot or journal no longer load or replay); its mail waits.
+    An operator releases it (``aos world unquarantine``)."""
+
+    code = "WorldQuarantined"
+
+
 class ManifestError(WorldError):
     """The manifest is malformed; the message names the path of the bad field."""
 
