@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Subparsers:
+    release = world.add_parser("unquarantine", help="let a quarantined world wake again (after fixing what stopped it)")
+    release.add_argument("world")
     """add_parser that gives every (sub)command the common options."""
 
     def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:

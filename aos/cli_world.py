@@ -53,6 +53,8 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
     if action == "fork":
         _, info = await worlds.fork(args.world, args.id, args.name)
         return {"forked": info}
+    if action == "unquarantine":
+        return {"released": await worlds.unquarantine(args.world)}
     world = await worlds.open(args.world)
     if action == "send":
         seq, outcome = await world.send_with_outcome(args.schema, jsonvalue.loads(args.value, "the event value"))
@@ -170,13 +172,16 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
     if "worlds" in result:
         rows = [("ID", "NAME", "STATE", "JOURNAL", "LAST EVENT")]
         for w in result["worlds"]:
-            rows.append((w["worldId"], w["name"], "awake" if w["awake"] else "hibernated",
+            state = "quarantined" if w.get("quarantined") else "awake" if w["awake"] else "hibernated"
+            rows.append((w["worldId"], w["name"], state,
                          str(w["journalHeight"]), _ago(w["lastEventMs"])))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for row in rows:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if len(rows) == 1:
             print("(no worlds)")
+    elif "released" in result:
+        print(f"world {result['released']['worldId']} released from quarantine and awake")
     elif "created" in result or "forked" in result:
         info = result.get("created") or result.get("forked")
         verb = "created" if "created" in result else "forked"

@@ -33,6 +33,13 @@ interface Worlds extends(Caps.Held) {
   # Snapshot `worldId` and start a new world from that state. The fork
   # re-issues the source's open effects under its own name.
   # Errors: UnknownWorld, InvalidArgument.
+
+  unquarantine @4 (worldId :Text) -> (info :WorldInfo);
+  # Let a quarantined world wake again (see WorldInfo.quarantined) and wake
+  # it now; its waiting mail is then delivered. Idempotent: a world that is
+  # not quarantined is just woken. If it fails to wake again it is
+  # quarantined again and the call fails with WorldQuarantined and the reason.
+  # Errors: UnknownWorld, WorldQuarantined, PermissionDenied (read-only cap).
 }
 
 struct Module {
@@ -49,6 +56,11 @@ struct WorldInfo {
   lastEventMs @5 :Int64;   # 0 when not known (hibernated since start)
   snapshot @6 :Text;       # CAS address of the latest snapshot
   forkedFrom @7 :Text;
+  quarantined @8 :Text;    # why the kernel stopped waking this world ("" = not
+                           # quarantined): it failed to wake (a module that no longer
+                           # loads or is no longer allowed, a replay that diverged).
+                           # Its calls fail with WorldQuarantined and its mail waits
+                           # until Worlds.unquarantine.
 }
 
 interface World extends(Caps.Held) {

@@ -30,6 +30,7 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
         "lastEventMs": status.last_input_ms,
         "snapshot": meta.snapshot,
         "forkedFrom": meta.forked_from,
+        "quarantined": meta.quarantined,
     }
 
 
@@ -75,6 +76,13 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
     async def fork(self, worldId: str, newId: str, name: str, _context: Any, **kwargs: Any) -> Any:
         meta = await self.host.fork(self.grant.scope.universe, worldId, newId, name)
         return self._world_cap(meta.world_id), world_info(self._status(meta.world_id))
+
+    @remote()
+    async def unquarantine(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        if self.grant.scope.read_only:
+            raise PermissionDenied("a read-only worlds capability cannot release a quarantined world")
+        meta = await self.host.unquarantine(self.grant.scope.universe, worldId)
+        return world_info(self.host.status_of(meta))
 
 
 class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-defined]
