@@ -56,11 +56,14 @@ def test_reviewer_reads_then_reports_and_cannot_write(example, profile):
     assert events[-1].kind == "processing_end" and "request changes" in events[-2].data["text"]
 
 
-def test_reviewer_script_prints_a_manifest_and_start(example, tmp_path, capsys):
-    """The example's command line prints a world manifest and the start command for a repository."""
-    (tmp_path / "AGENTS.md").write_text("House rules.")
-    assert example.main([str(tmp_path), "gemini"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["manifest"]["grants"]["repo"]["params"]["root"] == str(tmp_path.resolve())
-    assert out["start"]["text"] == "Review the changes in this repository."
-    assert "House rules." in out["start"]["config"]["system"]
+def test_reviewer_script_writes_a_bundle_and_start(example, tmp_path):
+    """`--bundle DIR` writes the world manifest and the start command for a repository, and runs nothing."""
+    repo, bundle = tmp_path / "repo", tmp_path / "bundle"
+    repo.mkdir()
+    (repo / "AGENTS.md").write_text("House rules.")
+    assert example.main([str(repo), "--provider", "gemini", "--bundle", str(bundle)]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    start = json.loads((bundle / "start.json").read_text())
+    assert manifest["grants"]["repo"]["params"]["root"] == str(repo.resolve())
+    assert start["text"] == "Review the changes in this repository."
+    assert "House rules." in start["config"]["system"] and start["config"]["provider"] == "gemini"
