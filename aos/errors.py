@@ -43,6 +43,12 @@ class PayloadTooLarge(ProtocolError):
     code = "PayloadTooLarge"
 
 
+class ResourceExhausted(ProtocolError):
+    """The connection already holds as many of something (calls, subscriptions, uploads) as it may."""
+
+    code = "ResourceExhausted"
+
+
 # --- capabilities ------------------------------------------------------------------------------
 class CapabilityError(AosError):
     code = "Capability"
@@ -130,6 +136,29 @@ class KernelUnavailable(KernelError):
 
 class DataDirLocked(KernelError):
     code = "DataDirLocked"
+
+
+# --- shared storage (S3 or a directory; kernel/storage/) ------------------------------------
+class StorageError(KernelError):
+    code = "Storage"
+
+
+class StorageUnavailable(StorageError):
+    """The object store could not be reached or kept failing after retries; a write's outcome is unknown."""
+
+    code = "StorageUnavailable"
+
+
+class Fenced(StaleEpoch):
+    """A newer writer fenced this log: the append was refused and the writer must stop acknowledging."""
+
+    code = "Fenced"
+
+
+class OwnershipLost(StaleEpoch):
+    """The world's head names another owner or a newer epoch: this kernel no longer owns the world."""
+
+    code = "OwnershipLost"
 
 
 def error_from_remote(description: str) -> AosError:

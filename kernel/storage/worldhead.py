@@ -1,0 +1,255 @@
+"""Acquire, checkpoint and release worlds: the I/O shell around ``ownership.py``.
+
+How it works, step by step (see docs/storage.md for the crash cases):
+
+- **acquire**: read the world's head (and its ETag). If it names an owner,
+  that owner's log generation is recovered first: fenced if nobody has yet,
+  then read to the fence, and the world's records past ``flushed`` are
+  written to a segment. Then the head is replaced, ``If-Match`` the ETag
+  read, by one naming this host, epoch + 1, and a tail in this host's log
+  starting at its next seq. Losing that race means someone else changed the
+  head: start over from the new one.
+- **append**: journal ops of several worlds go to the log as one batch per
+  turn (``commit_turn``); nothing touches the heads.
+- **checkpoint**: write the committed, unflushed records as a segment
+  (``If-None-Match``), then move the head's ``flushed`` and tail start
+  forward (``If-Match``). A lost race means the world was taken:
+  ``OwnershipLost``.
+- **release**: the same, and the new head has no owner, so the next acquirer
+  needs no fence and no log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from aos.errors import Fenced, OwnershipLost, StorageUnavailable
+from aos.kernel.storage import codec
+from aos.kernel.storage.codec import Segment
+from aos.kernel.storage.contract import (
+    CorruptObject,
+    ObjectStore,
+    PreconditionFailed,
+    Snapshot,
+    TailRef,
+    WorldHead,
+    WorldHistory,
+)
+from aos.kernel.storage.layout import parse_seq, segment_key, segment_prefix, world_head_key
+from aos.kernel.storage.ownership import (
+    Ownership,
+    State,
+    acquired_head,
+    assemble,
+    checkpointed_head,
+    released_head,
+    tail_to_recover,
+    world_tail,
+)
+from aos.kernel.storage.s3log import GenerationScan, LogWriter, ObjectLogs
+
+MAX_HEAD_RACES = 100
+SEGMENT_RECORDS = 4096  # records per segment object, so a cold read fetches bounded objects
+SEGMENT_BYTES = 8 << 20
+
+
+class WorldHeads:
+    """World ownership for one host (its log writer ``log``), or read-only access with ``log=None``."""
+
+    def __init__(self, objects: ObjectStore, logs: ObjectLogs | None = None, log: LogWriter | None = None) -> None:
+        self.objects = objects
+        self.logs = logs if logs is not None else ObjectLogs(objects)
+        self.log = log
+        self._owned: dict[tuple[str, str], Ownership] = {}
+        self._lock = threading.RLock()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def head(self, universe: str, world: str) -> WorldHead | None:
+        return self._read_head(universe, world)[0]
+
+    def _read_head(self, universe: str, world: str) -> tuple[WorldHead | None, str | None]:
+        stored = self.objects.get(world_head_key(universe, world))
+        if stored is None:
+            return None, None
+        return codec.decode_world_head(stored.data, universe, world), stored.etag
+
+    def history(self, universe: str, world: str, from_seq: int = 0) -> WorldHistory:
+        """The world's records from ``from_seq``: segments, then the owner's log tail (read, never fenced).
+
+        Touches only this world's objects and the one log generation its head
+        names; an owner that is alive may append more after this returns.
+        """
+        head = self.head(universe, world)
+        if head is None:
+            return WorldHistory(None, from_seq, ())
+        records = self._segments(universe, world, from_seq, head.flushed) if from_seq < head.flushed else []
+        if head.tail is not None:
+            scan = GenerationScan(head.tail.log_epoch, head.tail.start)
+            for batch in self.logs.read(head.tail.log, head.tail.start):
+                if scan.feed(batch):
+                    break
+            tail = world_tail(scan.batches, universe, world, head.flushed)
+            records.extend(tail[max(0, from_seq - head.flushed) :])
+        return WorldHistory(head, from_seq, tuple(records))
+
+    def _segments(self, universe: str, world: str, start: int, stop: int) -> list[bytes]:
+        firsts = sorted(
+            seq for key in self.objects.list(segment_prefix(universe, world))
+            if (seq := parse_seq(key.rsplit("/", 1)[-1])) is not None and seq < stop
+        )
+        # start at the last segment that begins at or before ``start``
+        useful = [f for f in firsts if f <= start][-1:] + [f for f in firsts if f > start]
+        segments = []
+        for first in useful:
+            stored = self.objects.get(segment_key(universe, world, first))
+            if stored is None:
+                raise CorruptObject(f"world {world}: segment {first} was listed but cannot be read")
+            segments.append(codec.decode_segment(stored.data, universe, world, first))
+        return assemble(segments, start, stop)
+
+    # --- owning ---------------------------------------------------------------------------------
+
+    def _writer(self) -> LogWriter:
+        if self.log is None:
+            raise OwnershipLost("this storage handle is read-only: it has no log to write worlds through")
+        return self.log
+
+    def owned(self, universe: str, world: str) -> Ownership | None:
+        own = self._owned.get((universe, world))
+        return own if own is not None and own.state is State.OWNED else None
+
+    def acquire(self, universe: str, world: str) -> Ownership:
+        """Make this host the world's only writer (fencing and recovering the previous owner if needed)."""
+        log = self._writer()
+        with self._lock:
+            own = self.owned(universe, world)
+            if own is not None:
+                return own
+            if log.fenced:
+                raise Fenced(f"log {log.log} generation {log.epoch} is fenced; reopen it before acquiring worlds")
+            for _ in range(MAX_HEAD_RACES):
+                old, etag = self._read_head(universe, world)
+                flushed = old.flushed if old is not None else 0
+                tail = tail_to_recover(old, log.log, log.epoch)
+                if tail is not None:
+                    scan = self.logs.recover(tail.log, tail.log_epoch, tail.start, by=log.writer)
+                    recovered = world_tail(scan.batches, universe, world, flushed)
+                    assert old is not None
+                    self._write_segments(universe, world, flushed, recovered, old.epoch + 1)
+                    flushed += len(recovered)
+                new = acquired_head(old, universe, world, log.writer, flushed, TailRef(log.log, log.epoch, log.next_seq))
+                try:
+                    new_etag = self._put_head(new, etag)
+                except PreconditionFailed:
+                    continue  # the head moved while we recovered: decide again from the new one
+                own = Ownership.start(new, new_etag)
+                self._owned[(universe, world)] = own
+                return own
+            raise OwnershipLost(f"world {world}: its head kept changing; gave up acquiring it")
+
+    def commit_turn(self, appends: Mapping[Ownership, list[bytes]]) -> int:
+        """Append several worlds' records as one log object (one group-commit turn); return its log seq.
+
+        Returns once the turn is in the store, so it may be acknowledged. On
+        ``Fenced`` every world this host owns is lost: its log generation is
+        over, and whoever acquires them next recovers what it committed.
+        """
+        log = self._writer()
+        with self._lock:
+            for own in appends:
+                own.check()  # before reserving anything, so a refusal leaves no half-prepared turn
+            ops = []
+            firsts = {}
+            for own, records in appends.items():
+                first, world_ops = own.prepare(records, log.next_seq)
+                firsts[own] = first
+                ops.extend(world_ops)
+            try:
+                seq = log.append(ops)
+            except (Fenced, StorageUnavailable) as exc:
+                # the generation is over (or its last append's fate unknown): nothing more may be
+                # acknowledged through it, for any world; the next owner recovers what it holds
+                for own in self._owned.values():
+                    own.lose(str(exc))
+                raise
+            for own, records in appends.items():
+                own.committed_at(firsts[own], records)
+            return seq
+
+    def checkpoint(self, own: Ownership, snapshot: Snapshot | None = None) -> WorldHead:
+        """Flush the world's committed records to a segment and move its head past them."""
+        log = self._writer()
+        with self._lock:
+            first, records, tail_start = own.flush_plan(log.next_seq)
+            self._write_segments(own.universe, own.world, first, records, own.epoch)
+            head = checkpointed_head(own.head, first + len(records), tail_start, snapshot)
+            own.flushed(head, self._swap_head(own, head), len(records))
+            return head
+
+    def release(self, own: Ownership, snapshot: Snapshot | None = None) -> WorldHead:
+        """Flush everything and leave the world without an owner; the next acquirer needs no fence."""
+        with self._lock:
+            if own.pending:
+                raise OwnershipLost(f"world {own.world}: appends are still in flight; drain them before releasing")
+            first, records, _ = own.flush_plan(0)
+            self._write_segments(own.universe, own.world, first, records, own.epoch)
+            head = released_head(own.head, first + len(records), snapshot)
+            own.flushed(head, self._swap_head(own, head), len(records))
+            self._owned.pop((own.universe, own.world), None)
+            return head
+
+    # --- writing objects ------------------------------------------------------------------------
+
+    def _put_head(self, head: WorldHead, etag: str | None) -> str:
+        key = world_head_key(head.universe, head.world)
+        data = codec.encode_world_head(head)
+        try:
+            return self.objects.put(key, data, if_none_match=etag is None, if_match=etag)
+        except PreconditionFailed:
+            current = self.objects.get(key)
+            if current is not None and current.data == data:
+                return current.etag  # our own retried request landed
+            raise
+
+    def _swap_head(self, own: Ownership, head: WorldHead) -> str:
+        try:
+            return self._put_head(head, own.etag)
+        except PreconditionFailed:
+            now = self.head(own.universe, own.world)
+            who = "nobody" if now is None or now.owner is None else f"{now.owner} (epoch {now.epoch})"
+            own.lose(f"its head now names {who}")
+            raise OwnershipLost(f"world {own.world} is owned by {who}, not by this kernel") from None
+
+    def _write_segments(self, universe: str, world: str, first: int, records: list[bytes], epoch: int) -> None:
+        """Store records ``[first, first + len)`` as segments; existing ones covering them must agree."""
+        writer = self.log.writer if self.log is not None else "reader"
+        pos, end = first, first + len(records)
+        while pos < end:
+            chunk: list[bytes] = []
+            size = 0
+            for record in records[pos - first :]:
+                if chunk and (len(chunk) >= SEGMENT_RECORDS or size + len(record) > SEGMENT_BYTES):
+                    break
+                chunk.append(record)
+                size += len(record)
+            key = segment_key(universe, world, pos)
+            data = codec.encode_segment(Segment(universe, world, pos, tuple(chunk), writer, epoch))
+            try:
+                self.objects.put(key, data, if_none_match=True)
+                pos += len(chunk)
+                continue
+            except PreconditionFailed:
+                pass
+            # a crashed or zombie flush of the same records got here first: reuse it if it agrees
+            stored = self.objects.get(key)
+            if stored is None:
+                raise CorruptObject(f"world {world}: segment {pos} refused our write but holds nothing")
+            existing = codec.decode_segment(stored.data, universe, world, pos)
+            if existing.end <= pos:
+                raise CorruptObject(f"world {world}: segment {pos} is empty")
+            overlap = min(existing.end, end) - pos
+            if list(existing.records[:overlap]) != records[pos - first : pos - first + overlap]:
+                raise CorruptObject(f"world {world}: segment {pos} holds other records than the log")
+            pos = existing.end
