@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, Any
 
 from aos.caps.held import HeldImpl, cap_info
 from aos.errors import InvalidToken, NotSaveable
-from aos.kernel.rpc import remote
+from aos.kernel.rpc import Peer, current_peer, remote
 from aos.schemas import caps_capnp
 
 if TYPE_CHECKING:
@@ -18,8 +17,9 @@ if TYPE_CHECKING:
 class GatewayImpl(caps_capnp.Gateway.Server):  # type: ignore[misc,name-defined]
     """Holds no authority: it can only exchange tokens for capabilities."""
 
-    def __init__(self, services: KernelServices) -> None:
+    def __init__(self, services: KernelServices, peer: Peer | None = None) -> None:
         self.services = services
+        self.peer = peer  # everything restored through it belongs to this connection
 
     @remote()
     async def restore(self, token: str, _context: Any, **kwargs: Any) -> Any:
@@ -32,12 +32,13 @@ class GatewayImpl(caps_capnp.Gateway.Server):  # type: ignore[misc,name-defined]
 
     @remote()
     async def save(self, cap: Any, _context: Any, **kwargs: Any) -> str:
-        nonce = os.urandom(16)
+        nonce = self.services.claims.open()
         try:
             await cap.claim(nonce)
         except Exception:
             raise NotSaveable("that capability was not minted by this kernel") from None
-        grant = self.services.claims.pop(nonce, None)
+        finally:
+            grant = self.services.claims.close(nonce)
         if grant is None:
             raise NotSaveable("that capability was not minted by this kernel")
         grant.check()
@@ -63,6 +64,7 @@ class HandleImpl(caps_capnp.Handle.Server):  # type: ignore[misc,name-defined]
 
     def __init__(self, task: asyncio.Task[None]) -> None:
         self._task = task
+        self.peer = current_peer()
 
     @remote(check_grant=False)
     async def cancel(self, _context: Any, **kwargs: Any) -> None:

@@ -21,6 +21,7 @@ from aos.caps.gateway import GatewayImpl
 from aos.errors import DataDirLocked, InvalidArgument
 from aos.kernel.config import KernelConfig
 from aos.kernel.health import HealthEndpoint
+from aos.kernel.rpc import Peer
 from aos.kernel.services import KernelServices
 from aos.kernel.store import GroupCommitter, KernelStore
 
@@ -151,12 +152,19 @@ class KernelServer:
             self._connections.add(task)
         self.services.connections += 1
         words = (self.config.limits.max_message_bytes // 8) * 2 + _TRAVERSAL_SLACK_WORDS
+        # What this connection holds (calls, subscriptions, uploads) is bounded by
+        # and freed with its Peer. The connection's end is `on_disconnect`: the
+        # two-party network resolves it on EOF, a reset or an abort, whatever
+        # else still refers to the Gateway; a server object's __del__ is not a
+        # signal (pycapnp may hold it past the connection, or a cycle may).
+        peer = Peer()
         try:
-            server = capnp.TwoPartyServer(stream, bootstrap=GatewayImpl(self.services), traversal_limit_in_words=words)
+            server = capnp.TwoPartyServer(stream, bootstrap=GatewayImpl(self.services, peer), traversal_limit_in_words=words)
             await server.on_disconnect()
         except Exception as exc:  # a broken peer must never take the kernel down
             log.info("event=connection_error error=%r", str(exc)[:200])
         finally:
+            peer.close()
             self.services.connections -= 1
             if task is not None:
                 self._connections.discard(task)

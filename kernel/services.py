@@ -15,12 +15,14 @@ from typing import Any
 
 from aos import __version__
 from aos.caps.grants import Grant, GrantTable, Scope
+from aos.caps.held import ClaimTable
 from aos.caps.tokens import TokenTable
-from aos.errors import Revoked
+from aos.errors import ResourceExhausted, Revoked
 from aos.kernel.cas.store import CasStore
 from aos.kernel.config import KernelConfig
 from aos.kernel.journal.store import JournalStore
 from aos.kernel.mailbox.store import MailboxStore
+from aos.kernel.rpc import current_peer
 from aos.kernel.store import GroupCommitter, KernelStore
 from aos.kernel.timers.store import TimerStore
 from aos.kernel.world.python_runtime import PythonAllowList
@@ -40,7 +42,7 @@ class KernelServices:
         self.timers = TimerStore(store, committer, self.mailboxes)
         self.grants = GrantTable({k.decode(): v for k, v in store.scan("grants", b"")})
         self.tokens = TokenTable(store)
-        self.claims: dict[bytes, Grant] = {}
+        self.claims = ClaimTable()
         self.connections = 0
         self.started_at_ms = time.time_ns() // 1_000_000
         self._subscriptions: dict[asyncio.Task[None], Grant] = {}
@@ -101,13 +103,26 @@ class KernelServices:
     # --- subscriptions ----------------------------------------------------------------------
 
     def subscribe(self, grant: Grant, work: Coroutine[Any, Any, None], exclusive: tuple[str, ...] | None = None) -> asyncio.Task[None]:
-        """Run a subscription loop until it ends, fails, or its grant is revoked."""
+        """Run a subscription loop until it ends, fails, or its grant is revoked.
+
+        The subscription belongs to the connection of the call that starts it:
+        it counts against that connection's limit and ends with it.
+        """
+        peer = current_peer()
+        if peer is not None:
+            try:
+                peer.check_subscription_room()
+            except ResourceExhausted:
+                work.close()  # never started: no "coroutine was never awaited"
+                raise
         if exclusive is not None:
             previous = self._exclusive.pop(exclusive, None)
             if previous is not None:
                 previous.cancel()
         task = asyncio.get_running_loop().create_task(work)
         self._subscriptions[task] = grant
+        if peer is not None:
+            peer.add_subscription(task)
         if exclusive is not None:
             self._exclusive[exclusive] = task
         task.add_done_callback(lambda t: self._subscription_done(t, exclusive))

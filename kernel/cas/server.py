@@ -6,8 +6,8 @@ import hashlib
 from typing import Any
 
 from aos.caps.held import HeldImpl
-from aos.errors import CorruptBlob, PayloadTooLarge, PermissionDenied, ProtocolError
-from aos.kernel.rpc import check_size, remote
+from aos.errors import CorruptBlob, PayloadTooLarge, PermissionDenied, ProtocolError, ResourceExhausted
+from aos.kernel.rpc import check_size, current_peer, remote
 from aos.schemas import cas_capnp
 
 
@@ -54,13 +54,28 @@ class CasImpl(HeldImpl, cas_capnp.Cas.Server):  # type: ignore[misc,name-defined
 
 
 class BlobWriterImpl(cas_capnp.BlobWriter.Server):  # type: ignore[misc,name-defined]
-    """Buffers one upload in memory; nothing is stored until ``commit``."""
+    """Buffers one upload in memory; nothing is stored until ``commit``.
+
+    It counts against its connection's uploads until it is committed, dropped
+    by the client, or its connection ends (then its buffer is freed at once).
+    """
 
     def __init__(self, cas: CasImpl) -> None:
         self._cas = cas
         self._chunks = bytearray()
         self._hasher = hashlib.sha256()
         self._done = False
+        self.peer = current_peer()
+        if self.peer is not None:
+            self.peer.add_upload(self)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._chunks)
+
+    def release(self) -> None:
+        self._done = True
+        self._chunks = bytearray()
 
     @remote(check_grant=False)
     async def write(self, chunk: bytes, _context: Any, **kwargs: Any) -> None:
@@ -71,6 +86,11 @@ class BlobWriterImpl(cas_capnp.BlobWriter.Server):  # type: ignore[misc,name-def
         check_size(chunk, limits.max_message_bytes, "chunk")
         if len(self._chunks) + len(chunk) > limits.max_blob_bytes:
             raise PayloadTooLarge(f"blob would exceed the limit of {limits.max_blob_bytes} bytes")
+        if self.peer is not None and len(chunk) > self.peer.upload_room():
+            raise ResourceExhausted(
+                f"this connection's uploads would buffer more than {self.peer.limits.upload_bytes} bytes;"
+                " commit or drop one first"
+            )
         self._chunks += chunk
         self._hasher.update(chunk)
 
@@ -80,6 +100,8 @@ class BlobWriterImpl(cas_capnp.BlobWriter.Server):  # type: ignore[misc,name-def
             raise ProtocolError("this upload was already committed")
         self._cas.grant.check()
         self._done = True
+        if self.peer is not None:
+            self.peer.end_upload(self)
         address = "sha256:" + self._hasher.hexdigest()
         if expectedHash and expectedHash != address:
             raise CorruptBlob(f"upload hashes to {address}, not the expected {expectedHash}")
