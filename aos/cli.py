@@ -9,8 +9,11 @@
 
 Global options pick the kernel (``--connect``, ``$AOS_CONNECT``), the token
 (``--token-file``, default the local kernel's admin token) and the universe.
-Output is for people; ``--json`` prints one JSON document for programs.
-Errors are one line on stderr and exit status 1.
+Output is for people; ``--json`` prints one JSON document for programs (a
+live view, ``tail`` or ``agent run``, prints one per line). JSON has no byte
+strings: bytes appear as ``{"$bytes": "<base64>"}``, everywhere, the same
+spelling the World interface uses. Errors are one line on stderr and exit
+status 1 (``AOS_DEBUG=1`` adds the traceback of an internal error).
 
 ``aos journal`` works on *raw journals*: named, append-only record logs of the
 Journal service (journal.capnp) that any client may write. They are not
@@ -23,30 +26,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import Any
 
+from aos import cli_connect
+from aos.cli_errors import report
 from aos.errors import AosError
-from aos.kernel.config import default_data_dir
+from aos.kernel.host import jsonvalue
 
+# kept for aos-shell and older callers
+_default_connect = cli_connect.default_connect
+_default_token_file = cli_connect.default_token_file
 
-def _default_connect() -> str:
-    return os.environ.get("AOS_CONNECT") or "unix:" + os.path.join(os.environ.get("AOS_DATA") or default_data_dir(), "kernel.sock")
-
-
-def _default_token_file() -> str:
-    return os.environ.get("AOS_TOKEN_FILE") or os.path.join(os.environ.get("AOS_DATA") or default_data_dir(), "admin.token")
+EPILOG = ("--json prints JSON; byte strings appear as {\"$bytes\": \"<base64>\"}. "
+          "Errors: one line on stderr, exit status 1 (AOS_DEBUG=1 adds tracebacks of internal errors). "
+          "Connecting over TLS: --connect tcp:HOST:PORT --tls-ca CA.pem (docs/clients.md).")
+LIMIT_HELP = "at most N records: the last N, or the first N from --from SEQ (default %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aos", description="Command-line client for an AOS kernel.")
-    parser.add_argument("--connect", default=None, metavar="ADDR", help="kernel address (default: the local kernel)")
-    parser.add_argument("--token-file", default=None, metavar="FILE", help="token to restore (default: local admin token)")
-    parser.add_argument("--universe", "-u", default=os.environ.get("AOS_UNIVERSE", "default"))
+    parser = argparse.ArgumentParser(prog="aos", description="Command-line client for an AOS kernel.", epilog=EPILOG)
+    cli_connect.add_options(parser)
+    parser.add_argument("--universe", "-u", default=None,
+                        help="the universe (default: $AOS_UNIVERSE, else 'default'; a token for one "
+                             "capability brings its own)")
     parser.add_argument("--json", action="store_true", help="print JSON for programs")
     # --json is also accepted after the subcommand; SUPPRESS keeps the global value otherwise
     common = argparse.ArgumentParser(add_help=False)
@@ -54,12 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _Subparsers(parser.add_subparsers(dest="command", required=True), common)
 
     sub.add_parser("status", help="kernel status and limits")
-    sub.add_parser("demo", help="start a kernel on embedded defaults and exercise it")
+    sub.add_parser("demo", help="start a kernel on embedded defaults and exercise it (--json: one summary)")
 
     cas = sub.add_parser("cas", help="content-addressed blobs").add_subparsers(dest="action", required=True)
     put = cas.add_parser("put", help="store a file (or - for stdin)")
     put.add_argument("file")
-    get = cas.add_parser("get", help="read a blob")
+    get = cas.add_parser("get", help="read a blob (raw bytes on stdout; with --json, base64 in $bytes)")
     get.add_argument("hash")
     get.add_argument("-o", "--output", help="write to FILE instead of stdout")
 
@@ -74,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     append.add_argument("--epoch", type=int, default=0)
     read = journal.add_parser("read", help="read records")
     read.add_argument("journal", metavar="JOURNAL", help="raw journal name")
-    read.add_argument("--from", dest="from_seq", type=int, default=0)
-    read.add_argument("--limit", type=int, default=100)
+    read.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ")
+    read.add_argument("--limit", type=int, default=100, metavar="N", help=LIMIT_HELP)
     tail = journal.add_parser("tail", help="follow new records until Ctrl-C")
     tail.add_argument("journal", metavar="JOURNAL", help="raw journal name")
     tail.add_argument("--from", dest="from_seq", type=int, default=None)
@@ -98,14 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     state = world.add_parser("state", help="read state (all workflows, or one)")
     state.add_argument("world")
     state.add_argument("workflow", nargs="?")
-    state.add_argument("--key", default=None, help="cell key as JSON")
+    state.add_argument("--key", default=None, help="cell key as JSON (needs a keyed WORKFLOW)")
     wjournal = world.add_parser("journal", help="read the journal (or follow it with --tail)")
     wjournal.add_argument("world")
-    wjournal.add_argument("--from", dest="from_seq", type=int, default=0)
-    wjournal.add_argument("--limit", type=int, default=100)
-    wjournal.add_argument("--tail", action="store_true")
+    wjournal.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ")
+    wjournal.add_argument("--limit", type=int, default=100, metavar="N", help=LIMIT_HELP)
+    wjournal.add_argument("--tail", action="store_true",
+                          help="then follow new records until Ctrl-C (starts after the last N shown)")
     snap = world.add_parser("snapshot", help="snapshot into CAS")
     snap.add_argument("world")
+    release = world.add_parser("unquarantine", help="let a quarantined world wake again (after fixing what stopped it)")
+    release.add_argument("world")
     fork = world.add_parser("fork", help="start a new world from this one's state")
     fork.add_argument("world")
     fork.add_argument("--id", default="")
@@ -114,8 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Subparsers:
-    release = world.add_parser("unquarantine", help="let a quarantined world wake again (after fixing what stopped it)")
-    release.add_argument("world")
     """add_parser that gives every (sub)command the common options."""
 
     def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
@@ -149,37 +156,50 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-async def _run(args: argparse.Namespace) -> Any:
-    from aos.kernel.client import Connection
+def dump_json(value: Any, pretty: bool = False) -> str:
+    """The one JSON spelling of the CLI: sorted keys, byte strings as ``{"$bytes": "<base64>"}``."""
+    return json.dumps(jsonvalue.to_jsonable(value), indent=2 if pretty else None, sort_keys=True)
 
-    connect = args.connect or _default_connect()
-    token_file = args.token_file or _default_token_file()
+
+def _data(record: bytes, as_json: bool) -> Any:
+    """A raw record for showing: its text, else (JSON) its bytes or (people) its size."""
     try:
-        with open(token_file) as f:
-            token = f.read().strip()
-    except OSError as exc:
-        raise AosError(f"cannot read token file {token_file}: {exc.strerror}; is aos-kernel running?") from None
-    async with await Connection.open(connect) as conn:
-        admin = await conn.restore_kernel(token)
+        return record.decode()
+    except UnicodeDecodeError:
+        return record if as_json else f"<{len(record)} bytes>"
+
+
+async def _run(args: argparse.Namespace) -> Any:
+    from aos.cli_live import LiveView
+
+    conn, held = await cli_connect.connect(args)
+    with contextlib.closing(conn):
         if args.command == "status":
-            return await admin.status()
+            return await (await held.kernel("status")).status()
         if args.command == "cas":
-            cas = await admin.cas(args.universe)
+            cas = await held.cas(args)
             if args.action == "put":
-                data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+                if args.file == "-":
+                    data = sys.stdin.buffer.read()
+                else:
+                    with open(args.file, "rb") as f:
+                        data = f.read()
                 return {"hash": await cas.put(data), "size": len(data)}
             data = await cas.get(args.hash)
             if args.output:
                 with open(args.output, "wb") as f:
                     f.write(data)
                 return {"hash": args.hash, "size": len(data), "file": args.output}
+            if args.json:
+                return {"hash": args.hash, "size": len(data), "data": data}
             sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
             return None
         if args.command == "world":
             from aos.cli_world import run_world
 
-            return await run_world(args, await admin.worlds(args.universe))
-        journal = await admin.journal(args.universe)
+            return await run_world(args, await held.worlds(args), conn)
+        journal = await held.journal(args)
         if args.action == "ls":
             return {"journals": await journal.list()}
         if args.action == "append":
@@ -191,20 +211,24 @@ async def _run(args: argparse.Namespace) -> Any:
             seq = await journal.append(args.journal, next_seq, max(epoch, args.epoch), records)
             return {"journal": args.journal, "seq": seq, "count": len(records)}
         if args.action == "read":
-            records, next_seq = await journal.read(args.journal, args.from_seq, args.limit)
-            return {"journal": args.journal, "records": [{"seq": args.from_seq + i, "data": _show(r)} for i, r in enumerate(records)], "nextSeq": next_seq}
+            start = args.from_seq
+            if start is None:  # the last N, as `journal` in aos-shell shows them
+                start = max(0, (await journal.head(args.journal))[0] - args.limit)
+            records, next_seq = await journal.read(args.journal, start, args.limit)
+            return {"journal": args.journal, "nextSeq": next_seq,
+                    "records": [{"seq": start + i, "data": _data(r, args.json)} for i, r in enumerate(records)]}
         # tail
         start = args.from_seq if args.from_seq is not None else (await journal.head(args.journal))[0]
-        done = asyncio.Event()
+        view = LiveView(conn)
 
         async def on_records(seq: int, records: list[bytes]) -> None:
             for i, record in enumerate(records):
-                line = json.dumps({"seq": seq + i, "data": _show(record)}) if args.json else f"{seq + i:>8}  {_show(record)}"
-                print(line, flush=True)
+                view.print(dump_json({"seq": seq + i, "data": _data(record, True)}) if args.json
+                           else f"{seq + i:>8}  {_data(record, False)}")
 
         subscription = await journal.tail(args.journal, start, on_records)
         try:
-            await done.wait()
+            await view.wait(f"following raw journal {args.journal}")
         finally:
             del subscription
         return None
@@ -214,9 +238,7 @@ def _print(args: argparse.Namespace, result: Any) -> None:
     if result is None:
         return
     if args.json:
-        from aos.kernel.host.jsonvalue import to_jsonable  # world records carry bytes (stamps): {"$bytes": ...}
-
-        print(json.dumps(to_jsonable(result), indent=2, sort_keys=True))
+        print(dump_json(result, pretty=True))
         return
     if args.command == "world":
         from aos.cli_world import print_world
@@ -243,102 +265,47 @@ def _print(args: argparse.Namespace, result: Any) -> None:
         print(f"appended {result['count']} record(s) to journal {result['journal']} at seq {result['seq']}")
 
 
-def demo() -> int:
-    """Start a kernel on embedded defaults in a scratch directory and exercise it."""
-    from aos.kernel.client import Connection, run
-    from aos.kernel.process import KernelProcess
-
-    scratch = tempfile.mkdtemp(prefix="aos-demo-")
-    print(f"starting aos-kernel (data {scratch}) ...", flush=True)
-    kernel = KernelProcess(scratch).start()
-    for line in kernel.output:
-        print("  | " + line)
-
-    async def walk() -> None:
-        async with await Connection.open(kernel.address) as conn:
-            admin = await conn.restore_kernel(kernel.admin_token)
-            cas = await admin.cas("demo")
-            address = await cas.put(b"hello, worlds")
-            print(f"cas put     -> {address}")
-            print(f"cas get     -> {(await cas.get(address)).decode()!r} (verified against its hash)")
-            journal = await admin.journal("demo")
-            seq = await journal.append("tally", 0, 1, [b"+1", b"+1", b"+1"])
-            records, next_seq = await journal.read("tally")
-            print(f"journal     -> appended 3 records to raw journal 'tally' at seq {seq}; "
-                  f"read back {[r.decode() for r in records]}")
-            try:
-                await journal.append("tally", 0, 1, [b"+1"])
-            except AosError as exc:
-                print(f"stale write -> refused: {type(exc).__name__}: {exc}")
-            limited = await journal.restrict("tally", read_only=True)
-            token = await limited.save()
-            print(f"attenuate   -> read-only cap for raw journal 'tally' saved as a token ({len(token)} chars)")
-            await limited.revoker.revoke()
-            try:
-                await (await conn.restore_as(token)).read("tally")
-            except AosError as exc:
-                print(f"revoke      -> token now fails: {type(exc).__name__}")
-            await _demo_world(admin)
-            status = await admin.status()
-            print(f"status      -> {status['hostedWorlds']} world(s), {status['rawJournals']} raw journal(s), "
-                  f"{status['commitTurns']} synced group commits")
-
-    try:
-        run(walk())
-    finally:
-        code = kernel.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
-    print(f"kernel stopped (exit {code}). Run your own with: aos-kernel --data DIR", flush=True)
-    return 0 if code == 0 else 1
-
-
-async def _demo_world(admin: Any) -> None:
-    """A counter world from examples/ (when run from a checkout): events in, state out, replayable."""
-    from pathlib import Path
-
-    from aos.cli_world import load_bundle_doc
-
-    bundle = Path(__file__).resolve().parents[1] / "examples" / "counter"
-    if not (bundle / "manifest.json").exists():
-        return
-    doc, wasm = load_bundle_doc(str(bundle), None)
-    worlds = await admin.worlds("demo")
-    world, info = await worlds.create(doc, wasm, "counter")
-    seqs = await world.send_batch([("demo/CounterEvent@1", {"by": n}) for n in (1, 2, 3)])
-    wasm_state = await world.state("demo/counter@1")
-    py_state = await world.state("demo/counter_py@1")
-    print(f"world       -> created {info['worldId']} from examples/counter; 3 events journaled at seqs {seqs}")
-    print(f"state       -> WASM counter {wasm_state}, Python counter {py_state}")
-    address, seq = await world.snapshot()
-    print(f"snapshot    -> {address[:23]}... at journal seq {seq} (replay from there gives the same state)")
-
-
 def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_main(argv))
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    """The exit status of ``aos ARGV``. The one place a failure becomes a line on stderr
+    (``aos.cli_errors``): no exception leaves as a traceback."""
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every failure, ours or not, is one line (cli_errors.describe)
+        report("aos", exc)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from aos.cli_live import silence_stdout
+
     if args.command == "demo":
-        sys.exit(demo())
+        from aos.cli_demo import demo
+
+        return demo(args.json)
     if args.command == "agent":
         from aos.cli_agent import main as agent_main
 
-        agent_main(args)
+        return agent_main(args)
     from aos.kernel.client import run
 
-    try:
-        result = run(_run(args))
-    except AosError as exc:
-        print(f"aos: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    result = run(_run(args))
     try:
         _print(args, result)
     except BrokenPipeError:
-        # the reader (e.g. `| head`) left; that is not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # the reader (e.g. `| head`) left after what it wanted; that is not an error of ours
+        silence_stdout()
     if args.command == "world":
         from aos.cli_world import exit_status
 
-        sys.exit(exit_status(result))
+        return exit_status(result)
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -36,13 +35,16 @@ def load_bundle_doc(directory: str, grant_root: str | None) -> tuple[dict[str, A
 
     doc, wasm = read_bundle(directory)
     if grant_root is not None:
+        if not os.path.isdir(grant_root):
+            raise InvalidArgument(f"--grant-root {grant_root}: no such directory")
         doc = _substitute(doc, os.path.abspath(grant_root))
     elif GRANT_ROOT in json.dumps(doc):
         raise InvalidArgument(f"this manifest grants a host directory: pass --grant-root DIR (it uses {GRANT_ROOT})")
     return doc, wasm
 
 
-async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
+async def run_world(args: argparse.Namespace, worlds: WorldsClient, conn: Any = None) -> Any:
+    """Run one ``aos world`` command; ``conn`` (the connection) lets ``--tail`` notice a kernel that went away."""
     action = args.action
     if action == "create":
         doc, wasm = load_bundle_doc(args.bundle, args.grant_root)
@@ -61,20 +63,29 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient) -> Any:
         return {"world": args.world, "seq": seq, "outcome": outcome}
     if action == "state":
         if args.workflow:
-            if args.key is not None:
-                return {"state": {args.workflow: await world.state(args.workflow, jsonvalue.loads(args.key, "--key"))}}
             keyed = (await world.workflows()).get(args.workflow)
             if keyed is None:
                 raise InvalidArgument(f"no workflow {args.workflow!r} in world {args.world}")
+            if args.key is not None:
+                if not keyed:
+                    raise InvalidArgument(f"{args.workflow} is not keyed (it has one state, no cells): drop --key")
+                return {"state": {args.workflow: await world.state(args.workflow, jsonvalue.loads(args.key, "--key"))}}
             return {"state": {args.workflow: await _state_of(world, args.workflow, keyed)}}
+        if args.key is not None:
+            raise InvalidArgument("--key picks a cell of a keyed workflow: name the WORKFLOW too "
+                                  "(aos world state ID WORKFLOW --key JSON)")
         return {"state": await _all_states(world)}
     if action == "snapshot":
         address, seq = await world.snapshot()
         return {"snapshot": address, "seq": seq}
+    start = args.from_seq
+    if start is None:  # the last N records, as `journal` in aos-shell shows them
+        info, _ = await world.describe()
+        start = max(0, int(info["journalHeight"]) - args.limit)
     if action == "journal" and args.tail:
-        await _tail(args, world)
+        await _tail(args, world, start, conn)
         return None
-    records, next_seq = await world.journal(args.from_seq, args.limit)
+    records, next_seq = await world.journal(start, args.limit)
     return {"records": records, "nextSeq": next_seq}
 
 
@@ -91,19 +102,24 @@ async def _state_of(world: Any, name: str, keyed: bool) -> Any:
     return {k if isinstance(k, str) else json.dumps(k): await world.state(name, k) for k in await world.cells(name)}
 
 
-async def _tail(args: argparse.Namespace, world: Any) -> None:
+async def _tail(args: argparse.Namespace, world: Any, start: int, conn: Any) -> None:
+    from aos.cli import dump_json
+    from aos.cli_live import LiveView
+
+    view = LiveView(conn)
+
     async def on_record(seq: int, record: dict[str, Any]) -> None:
-        print(json.dumps(jsonvalue.to_jsonable(record)) if args.json else _line(record), flush=True)
+        view.print(dump_json(record) if args.json else _line(record))
 
     async def on_frame(intent_hash: str, frame: Any) -> None:
         if args.json:
-            print(json.dumps({"frame": jsonvalue.to_jsonable(frame), "intent": intent_hash}), flush=True)
+            view.print(dump_json({"frame": frame, "intent": intent_hash}))
         else:
-            print(f"{'':>8}  ~ frame {intent_hash[:19]} {json.dumps(jsonvalue.to_jsonable(frame))[:100]}", flush=True)
+            view.print(f"{'':>8}  ~ frame {intent_hash[:19]} {dump_json(frame)[:100]}")
 
-    subscription = await world.tail(args.from_seq, on_record, on_frame)
+    subscription = await world.tail(start, on_record, on_frame)
     try:
-        await asyncio.Event().wait()  # until Ctrl-C
+        await view.wait(f"following world {args.world}")  # or until Ctrl-C
     finally:
         del subscription
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -107,6 +108,41 @@ class Message:
     attempt: int
 
 
+HANDSHAKE_TIMEOUT = 10.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """How a client checks a kernel whose TCP listeners speak TLS (``aos-kernel --tls-cert/--tls-key``).
+
+    ca_file: PEM file of the certificate authority to trust (for a self-signed kernel, its
+        certificate itself); empty: the system's trusted CAs (``AOS_TLS_CA``).
+    server_name: the name the kernel's certificate must carry; empty: the host of the
+        address (``AOS_TLS_SERVER_NAME``). Use it when connecting by IP to a certificate
+        issued for a name, or through a tunnel.
+    """
+
+    ca_file: str = ""
+    server_name: str = ""
+
+    @classmethod
+    def from_env(cls, ca_file: str | None = None, server_name: str | None = None) -> TlsOptions | None:
+        """Options from the arguments, else ``AOS_TLS_CA`` / ``AOS_TLS_SERVER_NAME``; None when neither asks for TLS."""
+        ca = ca_file if ca_file is not None else os.environ.get("AOS_TLS_CA", "")
+        name = server_name if server_name is not None else os.environ.get("AOS_TLS_SERVER_NAME", "")
+        return cls(ca, name) if ca or name else None
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context (certificate chain and host name); raises ``InvalidArgument``
+        when the CA file cannot be read."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file or None)
+        except ssl.SSLError as exc:
+            raise InvalidArgument(f"TLS CA file {self.ca_file}: not a PEM certificate ({exc.reason or exc})") from None
+        except OSError as exc:
+            raise InvalidArgument(f"TLS CA file {self.ca_file}: {exc.strerror or exc}") from None
+
+
 class Connection:
     """One Cap'n Proto connection to a kernel, starting at its Gateway."""
 
@@ -117,24 +153,52 @@ class Connection:
         self.gateway = client.bootstrap().cast_as(caps_capnp.Gateway)
 
     @classmethod
-    async def open(cls, address: str, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> Connection:
-        """Connect to ``unix:PATH`` or ``tcp:HOST:PORT`` (TLS when ``tls`` is given)."""
+    async def open(cls, address: str, *, tls: ssl.SSLContext | TlsOptions | None = None,
+                   server_hostname: str | None = None) -> Connection:
+        """Connect to ``unix:PATH``, ``tcp:HOST:PORT``, or ``tls:HOST:PORT`` (TCP with TLS).
+
+        A TCP address speaks TLS when ``tls`` is given (an ``ssl.SSLContext`` or
+        ``TlsOptions``) or the address says ``tls:``; ``server_hostname`` (or
+        ``TlsOptions.server_name``) is the name the kernel's certificate must
+        carry, by default the address's host. ``tls`` is ignored for unix
+        sockets, which never speak TLS.
+        """
         kind, _, rest = address.partition(":")
         try:
             if kind == "unix" and rest:
                 stream = await capnp.AsyncIoStream.create_unix_connection(rest)
-            elif kind == "tcp" and ":" in rest:
+            elif kind in ("tcp", "tls") and ":" in rest:
                 host, _, port = rest.rpartition(":")
+                if not port.isdigit():
+                    raise InvalidArgument(f"bad address {address!r}: the port must be a number")
                 extra: dict[str, Any] = {}
+                if kind == "tls" and tls is None:
+                    tls = TlsOptions()
+                if isinstance(tls, TlsOptions):
+                    server_hostname = server_hostname or tls.server_name or None
+                    tls = tls.context()
                 if tls is not None:
-                    extra = {"ssl": tls, "server_hostname": server_hostname or host.strip("[]")}
+                    # a TLS client talking to a plain listener would otherwise wait a minute for a handshake
+                    extra = {"ssl": tls, "server_hostname": server_hostname or host.strip("[]"),
+                             "ssl_handshake_timeout": HANDSHAKE_TIMEOUT}
                 stream = await capnp.AsyncIoStream.create_connection(host.strip("[]"), int(port), **extra)
             else:
-                raise InvalidArgument(f"bad address {address!r}: use unix:PATH or tcp:HOST:PORT")
-        except OSError as exc:
-            raise KernelUnavailable(f"cannot reach a kernel at {address}: {exc.strerror or exc}") from None
+                raise InvalidArgument(f"bad address {address!r}: use unix:PATH, tcp:HOST:PORT or tls:HOST:PORT")
+        except ssl.SSLError as exc:
+            detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            if exc.reason == "WRONG_VERSION_NUMBER":
+                detail += " (the listener does not speak TLS: connect with tcp: and no TLS options)"
+            raise KernelUnavailable(f"cannot reach a kernel at {address}: TLS: {detail}") from None
+        except (OSError, TimeoutError) as exc:
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+            raise KernelUnavailable(f"cannot reach a kernel at {address}: {reason}") from None
         client = capnp.TwoPartyClient(stream, traversal_limit_in_words=(64 << 20) // 8)
         return cls(client, stream, address)
+
+    def disconnected(self) -> asyncio.Future[None]:
+        """Resolves when the connection is lost (the kernel stopped or the network broke):
+        what a client that only waits, such as a tail, watches to notice that."""
+        return self._client.on_disconnect()  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> Connection:
         return self
@@ -158,9 +222,13 @@ class Connection:
 
     async def restore_as(self, token: str) -> Any:
         """Restore a token into the facade its kind calls for."""
+        return (await self.restore_with_info(token))[0]
+
+    async def restore_with_info(self, token: str) -> tuple[RemoteCap, CapInfo]:
+        """Restore a token of any kind: ``(the facade its kind calls for, what it is)``."""
         cap, info = await self.restore(token)
         facade = _FACADES[info.kind]
-        return facade(cap.cast_as(facade.interface), self)
+        return facade(cap.cast_as(facade.interface), self), info
 
     async def save(self, facade: RemoteCap) -> str:
         return (await call(self.gateway.save(facade.cap.cast_as(caps_capnp.Held)))).token
@@ -369,6 +437,10 @@ class WorldsClient(RemoteCap):
         reply = await call(self.cap.fork(world_id, new_id, name))
         return WorldClient(reply.world, self.conn), reply.info.to_dict()
 
+    async def unquarantine(self, world_id: str) -> dict[str, Any]:
+        """Release a quarantined world and wake it; raises ``WorldQuarantined`` if it fails again."""
+        return (await call(self.cap.unquarantine(world_id))).info.to_dict()  # type: ignore[no-any-return]
+
 
 class _WorldWatcher(world_capnp.WorldWatcher.Server):  # type: ignore[misc,name-defined]
     def __init__(self, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
@@ -432,10 +504,6 @@ class WorldClient(RemoteCap):
     async def describe(self) -> tuple[dict[str, Any], list[str]]:
         reply = await call(self.cap.describe())
         return reply.info.to_dict(), list(reply.traps)
-
-    async def unquarantine(self, world_id: str) -> dict[str, Any]:
-        """Release a quarantined world and wake it; raises ``WorldQuarantined`` if it fails again."""
-        return (await call(self.cap.unquarantine(world_id))).info.to_dict()  # type: ignore[no-any-return]
 
     async def grants(self) -> list[dict[str, Any]]:
         """[{name, cap, params, active}] for each of the world's grants."""

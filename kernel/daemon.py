@@ -1,4 +1,11 @@
-"""``aos-kernel``: the per-host kernel daemon."""
+"""``aos-kernel``: the per-host kernel daemon.
+
+Start-up mistakes (a port in use, a TLS file that is missing or not PEM, a bad
+``--health`` address, a ``--grant-host`` directory that does not exist, a data
+directory another kernel holds) are one line on stderr, ``aos-kernel: ...``,
+and exit status 1: the options are checked before anything starts, and what
+only binding can tell is reported the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,16 @@ import gc
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
+from collections.abc import Callable
 
 import capnp
 
 from aos import __version__
-from aos.errors import AosError
+from aos.cli_errors import describe
+from aos.errors import AosError, InvalidArgument
 from aos.kernel import log as kernel_log
 from aos.kernel.config import from_env
 from aos.kernel.server import KernelServer
@@ -50,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the project's own are always allowed)",
     )
     parser.add_argument("--idle-seconds", type=float, help="hibernate worlds idle this long (default 30)")
+    parser.add_argument("--exit-with", type=int, metavar="PID",
+                        help="stop, as on SIGTERM, when process PID exits (a kernel started for one command)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
     parser.add_argument("--version", action="version", version=f"aos-kernel {__version__}")
     return parser
@@ -60,9 +73,81 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def run(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> None:
+    """Refuse options that cannot work, before anything starts (``InvalidArgument``)."""
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise AosError("--tls-cert and --tls-key go together")
+        raise InvalidArgument("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+            if not os.path.isfile(path):
+                raise InvalidArgument(f"{option} {path}: no such file")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            raise InvalidArgument(f"--tls-cert {args.tls_cert} / --tls-key {args.tls_key}: not a usable PEM "
+                                  f"certificate and key ({reason})") from None
+    for root in args.grant_host or ():
+        if not os.path.isdir(root):
+            raise InvalidArgument(f"--grant-host {root}: no such directory")
+    health = args.health if args.health is not None else os.environ.get("AOS_HEALTH")
+    if health:
+        host, sep, port = health.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidArgument(f"--health {health!r}: use HOST:PORT (port 0 picks a free one; '' turns it off)")
+        if int(port):
+            _can_listen(host.strip("[]"), int(port), "--health")
+
+
+def _can_listen(host: str, port: int, option: str) -> None:
+    """Bind and release ``host:port`` now, so a port in use is one clear line (grpcio would log its own)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise InvalidArgument(f"{option} {host}:{port}: cannot listen there: {exc.strerror or exc}") from None
+
+
+def watch_process(pid: int, gone: Callable[[], None]) -> Callable[[], None]:
+    """Call ``gone`` once process ``pid`` has exited (at once if it already has); returns a stop function."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        loop.call_soon(gone)
+        return lambda: None
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): look now and then
+        async def poll() -> None:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    gone()
+                    return
+                except PermissionError:  # it exists, owned by someone else
+                    pass
+                await asyncio.sleep(0.5)
+
+        task = asyncio.ensure_future(poll())
+        return task.cancel
+
+    def readable() -> None:  # a pidfd becomes readable when its process exits
+        loop.remove_reader(fd)
+        gone()
+
+    loop.add_reader(fd, readable)
+
+    def stop() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+    return stop
+
+
+async def run(args: argparse.Namespace) -> int:
+    check(args)
     config = from_env(
         data_dir=args.data and os.path.abspath(args.data),
         listen=tuple(args.listen) if args.listen else None,
@@ -75,9 +160,17 @@ async def run(args: argparse.Namespace) -> int:
     )
     server = KernelServer(config)
     stop = asyncio.Event()
+    reason = ["signal"]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    unwatch = lambda: None  # noqa: E731
+    if args.exit_with:
+        def parent_gone() -> None:
+            reason[0] = "parent_exited"
+            stop.set()
+
+        unwatch = watch_process(args.exit_with, parent_gone)
     try:
         await server.start()
         say(f"aos-kernel {__version__} data={config.data_dir} pid={os.getpid()}")
@@ -101,9 +194,10 @@ async def run(args: argparse.Namespace) -> int:
         if server.fatal.is_set():
             log.critical("event=shutdown reason=storage_failure")
             return 3
-        log.info("event=shutdown reason=signal")
+        log.info("event=shutdown reason=%s", reason[0])
         return 0
     finally:
+        unwatch()
         await server.stop()
         log.info("event=stopped")
 
@@ -113,11 +207,18 @@ def main(argv: list[str] | None = None) -> None:
     kernel_log.configure(args.log_level)
     try:
         code = asyncio.run(capnp.run(run(args)))
-    except AosError as exc:
-        print(f"aos-kernel: {exc}", file=sys.stderr)
-        code = 2
     except KeyboardInterrupt:
         code = 130
+    except AosError as exc:  # a start-up mistake: the operator's, one line
+        print(f"aos-kernel: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        code = 1
+    except OSError as exc:  # what only trying could tell: a port in use, an address not ours
+        print(f"aos-kernel: cannot start: {describe(exc)}", file=sys.stderr, flush=True)
+        code = 1
+    except Exception as exc:  # a bug of ours: the traceback goes to the log, one line to the operator
+        log.critical("event=crashed error=%r", str(exc)[:200], exc_info=exc)
+        print(f"aos-kernel: {describe(exc)}", file=sys.stderr, flush=True)
+        code = 1
     sys.exit(code)
 
 

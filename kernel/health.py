@@ -20,9 +20,13 @@ class HealthEndpoint:
         self._servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, self._server)
         host, _, port = address.rpartition(":")
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:  # grpcio raises when it cannot bind (older versions returned 0)
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind the health endpoint to {address}")
+            raise OSError(f"cannot listen on {address} for the health endpoint (the port is in use, or the "
+                          "address is not this host's)")
         self.address = f"{host}:{self.port}"
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ uses it for ``aos demo`` and ``aos agent run``; tests use it (through
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,14 +17,33 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from aos.errors import KernelError
 
-class KernelStartError(RuntimeError):
-    pass
+
+class KernelStartError(KernelError):
+    """``aos-kernel`` exited or never said "ready". The message is one line: the kernel's own
+    reason when it gave one; ``output`` holds everything it printed."""
+
+    def __init__(self, reason: str, output: list[str]) -> None:
+        super().__init__(f"aos-kernel did not start: {reason}")
+        self.reason = reason
+        self.output = output
+
+    @property
+    def locked_by(self) -> int | None:
+        """The pid of the kernel already using the data directory, when that is why."""
+        found = re.search(r"another aos-kernel \(pid (\d+)\)", self.reason)
+        return int(found.group(1)) if found else None
 
 
 @dataclass
 class KernelProcess:
-    """A real ``aos-kernel`` in a subprocess, with its data dir and addresses."""
+    """A real ``aos-kernel`` in a subprocess, with its data dir and addresses.
+
+    ``exit_with_parent``: the kernel stops by itself when this process exits,
+    however it exits (``--exit-with PID``), so a kernel started for one command
+    (``aos agent run``, ``aos demo``) never outlives it.
+    """
 
     data_dir: str
     listen: list[str] = field(default_factory=list)
@@ -34,6 +54,7 @@ class KernelProcess:
     health: str = ""
     output: list[str] = field(default_factory=list)
     log_lines: list[str] = field(default_factory=list)
+    exit_with_parent: bool = False
 
     @property
     def socket(self) -> str:
@@ -57,6 +78,8 @@ class KernelProcess:
         args = [sys.executable, "-m", "aos.kernel.daemon", "--data", self.data_dir]
         for address in listen:
             args += ["--listen", address]
+        if self.exit_with_parent:
+            args += ["--exit-with", str(os.getpid())]
         return args + self.extra_args
 
     def start(self, timeout: float = 30.0) -> KernelProcess:
@@ -88,12 +111,26 @@ class KernelProcess:
         self._readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
         for reader in self._readers:
             reader.start()
-        if not ready.wait(timeout) or self.proc.poll() is not None or "ready" not in self.output:
+        try:
+            became_ready = ready.wait(timeout)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): never leave a half-started kernel behind
             self.kill()
-            raise KernelStartError(
-                "aos-kernel did not become ready:\n" + "\n".join(self.output + self.log_lines[-20:])
-            )
+            raise
+        if not became_ready or self.proc.poll() is not None or "ready" not in self.output:
+            self.kill()
+            output = self.output + self.log_lines[-20:]
+            raise KernelStartError(self._reason(became_ready), output)
         return self
+
+    def _reason(self, became_ready: bool) -> str:
+        """The kernel's one-line complaint (``aos-kernel: ...`` on stderr), else what is known."""
+        for line in reversed(self.log_lines):
+            if line.startswith("aos-kernel: "):
+                return line[len("aos-kernel: "):]
+        if not became_ready:
+            return "it did not say ready in time"
+        last = next((line for line in reversed(self.log_lines) if line.strip()), "")
+        return f"it exited with status {self.proc.returncode if self.proc else '?'}" + (f": {last}" if last else "")
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code."""

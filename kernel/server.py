@@ -163,6 +163,10 @@ class KernelServer:
             await server.on_disconnect()
         except Exception as exc:  # a broken peer must never take the kernel down
             log.info("event=connection_error error=%r", str(exc)[:200])
+        except asyncio.CancelledError:
+            # stop() cancels open connections; end normally, since pycapnp's done-callback calls
+            # result() on this task and would log a cancelled one as an error with a traceback
+            pass
         finally:
             peer.close()
             self.services.connections -= 1
