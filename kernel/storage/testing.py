@@ -24,7 +24,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aos.kernel.storage.contract import ObjectStore
+    from aos.kernel.storage.objects import RequestCounter
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
@@ -96,6 +101,37 @@ class MotoServer:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self._dir.cleanup()
+
+
+@dataclass
+class Backend:
+    """One storage location (``s3://...`` or ``file://...``) and ways to reach it from tests.
+
+    ``open`` gives an independent handle (one per simulated kernel); ``run``
+    runs a script against the same storage in its own process.
+    """
+
+    name: str
+    url: str
+
+    def open(self, counter: RequestCounter | None = None) -> ObjectStore:
+        from aos.kernel.storage.config import StorageConfig
+
+        return StorageConfig.from_url(self.url).open(counter)
+
+    def run(self, script: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """Run the Python file ``script`` with this storage's URL as its first argument."""
+        return subprocess.run(
+            [sys.executable, script, self.url, *args], capture_output=True, text=True, timeout=timeout,
+            env=dict(os.environ),
+        )
+
+    def start(self, script: str, *args: str) -> subprocess.Popen[str]:
+        """Start ``script`` like ``run``, with pipes for its stdin and stdout."""
+        return subprocess.Popen(
+            [sys.executable, script, self.url, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        )
 
 
 AWS_VARIABLES_TO_CLEAR = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
