@@ -43,7 +43,11 @@ ABORT_WAIT = 10.0  # seconds an interrupted run waits for the kernel to stop the
 
 
 class NotConfigured(AosError):
-    """The run cannot start as set up (no API key, a repository another run holds)."""
+    """The run cannot start as set up: no API key for the provider."""
+
+
+class RepositoryInUse(AosError):
+    """Another ``aos agent run`` (its kernel) holds the repository's kernel data directory."""
 
 
 def agent_data_dir(repo: str) -> str:
@@ -320,8 +324,6 @@ def run(args: argparse.Namespace) -> int:
             else:
                 data = agent_data_dir(repo)
                 os.makedirs(data, exist_ok=True)
-                if not args.json:
-                    print(f"starting a kernel for this repository (data {data})", file=sys.stderr, flush=True)
                 kernel = KernelProcess(data, extra_args=["--grant-host", repo, "--health", ""], env=env,
                                        exit_with_parent=True)
                 try:
@@ -330,7 +332,9 @@ def run(args: argparse.Namespace) -> int:
                     kernel = None
                     if exc.locked_by is None:
                         raise
-                    raise NotConfigured(_busy(exc.locked_by)) from None
+                    raise RepositoryInUse(_busy(exc.locked_by)) from None
+                if not args.json:
+                    print(f"started a kernel for this repository (data {data})", file=sys.stderr, flush=True)
                 address, token, tls = kernel.address, kernel.admin_token, None
             return run_client(main(address, token, tls))
         finally:

@@ -2,6 +2,7 @@
 
     aos-shell                                   the local kernel (started if none runs)
     aos-shell --connect ADDR --token-file F     any kernel
+    aos-shell --connect tcp:HOST:PORT --tls-ca CA.pem ...   a kernel whose TCP listener speaks TLS
     aos-shell -c "worlds; world c1; state"      run commands, exit 1 on the first error
     echo "worlds" | aos-shell                   the same, from a pipe
 
@@ -15,8 +16,9 @@ import argparse
 import os
 import sys
 
-from aos.cli import _default_connect, _default_token_file
-from aos.kernel.client import run
+from aos.cli_connect import default_connect, default_token_file
+from aos.cli_errors import report
+from aos.kernel.client import TlsOptions, run
 from aos.kernel.config import default_data_dir
 from aos.shell.commands import ExitShell
 from aos.shell.runner import Outcome, Runner
@@ -28,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect", metavar="ADDR", help="kernel address, unix:PATH or tcp:HOST:PORT "
                         "(default: $AOS_CONNECT, else the local kernel, started if none runs)")
     parser.add_argument("--token-file", metavar="FILE", help="token to restore (default: the local admin token)")
+    parser.add_argument("--tls-ca", metavar="PEM", help="speak TLS to a TCP kernel, trusting this CA (or the "
+                        "kernel's self-signed certificate) (default: $AOS_TLS_CA)")
+    parser.add_argument("--tls-server-name", metavar="NAME", help="the name the kernel's TLS certificate must carry "
+                        "(default: $AOS_TLS_SERVER_NAME, else the host of the address)")
     parser.add_argument("--universe", "-u", default=os.environ.get("AOS_UNIVERSE", "default"))
     parser.add_argument("-c", dest="commands", metavar="COMMANDS", help='run "COMMAND; COMMAND" and exit')
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
@@ -35,12 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def target_from(args: argparse.Namespace) -> Target:
-    token_file = args.token_file or _default_token_file()
+    token_file = args.token_file or default_token_file()
     if args.connect or os.environ.get("AOS_CONNECT"):
-        address = args.connect or _default_connect()
-        return Target(address, token_file, label_for(address))
+        address = args.connect or default_connect()
+        tls = TlsOptions.from_env(args.tls_ca, args.tls_server_name)
+        return Target(address, token_file, label_for(address), tls=tls)
     data = os.environ.get("AOS_DATA") or default_data_dir()
-    return Target(_default_connect(), token_file, "local", data_dir=data)
+    return Target(default_connect(), token_file, "local", data_dir=data)
 
 
 async def script(runner: Runner, text: str) -> int:
@@ -65,6 +72,15 @@ async def interactive(runner: Runner) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    try:
+        code = _main(args)
+    except Exception as exc:  # the one place a failure outside a command becomes a line (cli_errors)
+        report("aos-shell", exc)
+        code = 1
+    sys.exit(code)
+
+
+def _main(args: argparse.Namespace) -> int:
     color = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     runner = Runner(Session(target_from(args), args.universe), color=color)
     if args.commands is not None:
@@ -81,4 +97,4 @@ def main(argv: list[str] | None = None) -> None:
         # the reader (e.g. `| head`) left; that is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
-    sys.exit(code)
+    return code

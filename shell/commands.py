@@ -149,8 +149,14 @@ async def _status(ctx: Context, cmd: Command) -> Output:
 async def _universe(ctx: Context, cmd: Command) -> Output:
     if not cmd.args:
         return [Line(f"universe {ctx.session.universe}")]
+    before = ctx.session.universe
     await ctx.session.switch_universe(cmd.args[0])
-    return [Line(f"now in universe {ctx.session.universe}", "dim")]
+    out: Output = [Line(f"now in universe {ctx.session.universe}", "dim")]
+    if cmd.args[0] != before and not await (await ctx.session.worlds()).list():
+        # universes need no creation, so a typo silently gives an empty one: say so
+        out.append(Line(f"universe {cmd.args[0]} has no worlds yet (universes need no creation: if that is a "
+                        f"typo, `universe {before}` goes back)", "warn"))
+    return out
 
 
 # --- worlds ---------------------------------------------------------------------------------
@@ -248,15 +254,17 @@ async def _cells(ctx: Context, cmd: Command) -> Output:
 
 @command("journal", "journal [--tail] [--from SEQ] [--limit N]",
          "this world's journal: the last records, or follow it live with --tail (Ctrl-C stops)",
-         grammar=Grammar(flags=frozenset({"tail"}), valued=frozenset({"from", "limit"})), streams=True)
+         grammar=Grammar(flags=frozenset({"tail"}), valued=frozenset({"from", "limit"})), streams=True,
+         detail="--limit N: at most N records: the last N (default 20, or 10 before --tail), or the first N "
+                "from --from SEQ; the same as `aos world journal`.")
 async def _journal(ctx: Context, cmd: Command) -> Output:
     world = await ctx.session.world()
-    limit = _int_option(cmd, "limit", 20)
+    limit = _int_option(cmd, "limit", 10 if "tail" in cmd.options else 20)
     if "from" in cmd.options:
         start = _int_option(cmd, "from", 0)
     else:
         info, _ = await world.describe()
-        start = max(0, int(info["journalHeight"]) - (10 if "tail" in cmd.options else limit))
+        start = max(0, int(info["journalHeight"]) - limit)
     if "tail" in cmd.options:
         await _tail(ctx, world, start)
         return []

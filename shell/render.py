@@ -140,7 +140,14 @@ def record_style(record: dict[str, Any]) -> str:
 
 
 def error_line(exc: BaseException, color: bool = False) -> str:
-    """``error: <Code>: message`` on one line, whatever the exception."""
-    code = getattr(exc, "code", None) or type(exc).__name__
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return paint(f"error: {code}: {message}", "error", color)
+    """``error: <Code>: message`` on one line, whatever the exception: an ``AosError`` by its
+    wire code, anything else as ``aos.cli_errors.describe`` says (the CLI's words)."""
+    from aos.cli_errors import describe
+    from aos.errors import AosError
+
+    if isinstance(exc, AosError):
+        code = getattr(exc, "code", None) or type(exc).__name__
+        text = f"{code}: {' '.join(str(exc).split()) or type(exc).__name__}"
+    else:
+        text = describe(exc)
+    return paint(f"error: {text}", "error", color)

@@ -17,6 +17,7 @@ import enum
 import signal
 import sys
 import time
+import traceback
 from collections.abc import AsyncIterator
 from typing import TextIO
 
@@ -72,7 +73,11 @@ class Runner:
         print(render(blocks, self.color and self.err.isatty()), file=self.err, flush=True)
 
     def error(self, exc: BaseException) -> None:
+        from aos.cli_errors import debugging
+
         self.end_line()
+        if debugging() and not isinstance(exc, AosError):
+            traceback.print_exception(exc, file=self.err)
         print(error_line(exc, self.color and self.err.isatty()), file=self.err, flush=True)
 
     async def connect(self) -> bool:

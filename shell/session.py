@@ -20,24 +20,27 @@ import sys
 import time
 from dataclasses import dataclass
 
+from aos.cli_connect import read_token
 from aos.errors import AosError, InvalidArgument, KernelUnavailable
-from aos.kernel.client import CasClient, Connection, KernelClient, WorldClient, WorldsClient
+from aos.kernel.client import CasClient, Connection, KernelClient, TlsOptions, WorldClient, WorldsClient
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """Which kernel to reach and how.
 
-    address: ``unix:PATH`` or ``tcp:HOST:PORT``.
+    address: ``unix:PATH``, ``tcp:HOST:PORT`` or ``tls:HOST:PORT``.
     token_file: the token restored as the kernel capability (re-read on reconnect).
     label: the short name shown in the prompt (``local`` for the laptop kernel).
     data_dir: set for the local kernel only; the shell may start a kernel there.
+    tls: how to check a TLS kernel (``--tls-ca``, ``--tls-server-name``); None for plain TCP.
     """
 
     address: str
     token_file: str
     label: str
     data_dir: str = ""
+    tls: TlsOptions | None = None
 
 
 def label_for(address: str) -> str:
@@ -68,17 +71,11 @@ class Session:
         return self.kernel is not None
 
     def _token(self) -> str:
-        try:
-            with open(self.target.token_file) as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise KernelUnavailable(f"cannot read token file {self.target.token_file}: {exc.strerror}") from None
-        if not token:
-            raise InvalidArgument(f"token file {self.target.token_file} is empty")
-        return token
+        # a missing local admin token means no local kernel ever ran: KernelUnavailable, so one is started
+        return read_token(self.target.token_file, explicit=not self.target.data_dir)
 
     async def _open(self) -> None:
-        conn = await Connection.open(self.target.address)
+        conn = await Connection.open(self.target.address, tls=self.target.tls)
         try:
             kernel = await conn.restore_kernel(self._token())
         except BaseException:

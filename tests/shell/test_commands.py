@@ -123,7 +123,9 @@ def test_errors_are_one_line_and_stop_the_rest_of_the_line(kernel):
         Outcome.ERROR, "error: UnknownWorld: no world 'nope' in universe default\n", "")
     assert results["help nope"][1].startswith("error: UnknownCommand: 'nope'")
     assert results["world a b"][1] == "error: InvalidArgument: usage: world ID | world ..\n"
-    assert results["universe other; universe"] == (Outcome.OK, "", "now in universe other\nuniverse other\n")
+    assert results["universe other; universe"] == (
+        Outcome.OK, "", "now in universe other\nuniverse other has no worlds yet (universes need no creation: if "
+        "that is a typo, `universe default` goes back)\nuniverse other\n")
 
 
 def test_a_lost_kernel_fails_one_command_and_the_next_reconnects(kernel):

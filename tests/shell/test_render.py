@@ -27,4 +27,5 @@ def test_errors_are_one_line_with_their_code():
     """An error renders as `error: <Code>: message` on one line, even when the message has newlines."""
     error = UnknownWorld("no world 'x'\n  in universe u")
     assert error_line(error) == "error: UnknownWorld: no world 'x' in universe u"
-    assert error_line(ValueError("odd")) == "error: ValueError: odd"
+    assert error_line(ValueError("odd")) == "error: internal error: ValueError: odd"
+    assert error_line(FileNotFoundError(2, "No such file or directory", "/x")) == "error: /x: No such file or directory"

@@ -50,7 +50,7 @@ def test_a_missing_token_file_is_one_line_and_status_1(kernel, shell_env, tmp_pa
                            str(tmp_path / "missing.token"), "-c", "worlds"],
                           check=False, cwd=REPO, env=shell_env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stderr.startswith("error: KernelUnavailable: cannot read token file ") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: InvalidArgument: cannot read token file ") and done.stderr.count("\n") == 1
 
 
 def test_without_connect_the_local_kernel_is_started_once_and_reused(data_dir, shell_env):
