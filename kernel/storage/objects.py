@@ -76,7 +76,7 @@ def make_client(max_attempts: int | None = None) -> Any:
     """An S3 client configured only by the standard AWS chain, plus standard-mode retries."""
     options: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30, "max_pool_connections": 32}
     if "AWS_RETRY_MODE" not in os.environ and "AWS_MAX_ATTEMPTS" not in os.environ:
-        options["retries"] = {"mode": "standard", "max_attempts": max_attempts or DEFAULT_ATTEMPTS}
+        options["retries"] = {"mode": "standard", "total_max_attempts": max_attempts or DEFAULT_ATTEMPTS}
     try:
         return boto3.session.Session().client("s3", config=botocore.config.Config(**options))
     except botocore.exceptions.BotoCoreError as exc:
