@@ -182,8 +182,11 @@ class WorldDriver:
             self._slots.release()
         self.host.services.journal.finish_append(self.journal_universe, self.world_id, first, count)
         self.last_active = time.monotonic()
-        self.stats.inputs += len(answers)
-        self.stats.last_input_ms = time.time_ns() // 1_000_000
+        # a snapshot marker (hibernation, `world snapshot`) is no input: `world ls` must not show it as one
+        inputs = sum(1 for item, _, _ in answers if not isinstance(item.record, SnapshotRecord))
+        if inputs:
+            self.stats.inputs += inputs
+            self.stats.last_input_ms = time.time_ns() // 1_000_000
         for item, offset, rejected in answers:
             if item.future is None or item.future.done():
                 continue

@@ -248,7 +248,7 @@ def _cross_check(m: Manifest) -> None:
 
     def need_schema(name: str, path: str) -> None:
         if name not in m.schemas:
-            raise ManifestError(path, f"unknown schema {name!r}")
+            raise ManifestError(path, f"unknown schema {name!r} ({known_list('schemas', m.schemas)})")
 
     for n, w in m.workflows.items():
         p = f"$.workflows.{n}"
@@ -283,6 +283,30 @@ def _cross_check(m: Manifest) -> None:
             raise ManifestError(f"{p}.event", f"workflow {target.name!r} takes {target.event!r}")
         if (r.key_field is None) != (target.key is None):
             raise ManifestError(f"{p}.key_field", "key_field is required exactly when the workflow is keyed")
+        if r.key_field is not None:
+            _check_key_field(m, r, f"{p}.key_field")
+
+
+def _check_key_field(m: Manifest, r: Route, path: str) -> None:
+    """A key_field names a field of the event (dotted through nested records), so a typo fails at
+    create rather than on every event; past a part that is not a record, only events can tell."""
+    t: Any = m.schemas[r.event].type
+    for part in (r.key_field or "").split("."):
+        while isinstance(t, dict) and ("ref" in t or "option" in t):
+            t = m.schemas[t["ref"]].type if "ref" in t else t["option"]
+        if not (isinstance(t, dict) and "record" in t):
+            return
+        fields = t["record"]
+        if part not in fields:
+            raise ManifestError(path, f"{r.event} has no field {part!r} ({known_list('fields', fields)})")
+        t = fields[part]
+
+
+def known_list(what: str, names: Any, most: int = 12) -> str:
+    """``known schemas: a, b, ...`` for an error message (at most ``most`` names)."""
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:most]) + (f", ... ({len(ordered)} in all)" if len(ordered) > most else "")
+    return f"known {what}: {shown}" if ordered else f"no {what} declared"
 
 
 def _no_ref_cycles(m: Manifest) -> None:

@@ -160,6 +160,9 @@ def _prim(value: Any, t: str, path: str) -> None:
     else:  # unit
         ok = value is None
     if not ok:
+        if t in ("int", "nat") and isinstance(value, int) and not isinstance(value, bool):
+            lo, hi = _I64 if t == "int" else _U64
+            raise SchemaViolation(path, f"{_short(value)} is out of range for {t} ({lo} to {hi})")
         raise SchemaViolation(path, f"expected {t}, got {_tn(value)} {_short(value)}")
 
 

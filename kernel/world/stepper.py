@@ -138,7 +138,9 @@ class World:
     def check_event(self, schema: str, value: Any) -> SchemaViolation | None:
         """Why an ingress event would be refused (``None`` if it is fine)."""
         if schema not in self._types:
-            return SchemaViolation("$.schema", f"unknown schema {schema!r}")
+            takes = sorted({r.event for r in self.manifest.routing})
+            return SchemaViolation("$.schema", f"unknown schema {schema!r} (this world takes "
+                                               f"{', '.join(takes) if takes else 'no events'})")
         try:
             self._validate(value, schema, "$.value")
             cbor.encode(value)
