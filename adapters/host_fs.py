@@ -15,6 +15,19 @@ use, the open fails instead of escaping. All I/O runs in a worker thread.
 Writes replace the file atomically (temp file in the same directory, fsync,
 rename) unless ``append`` is set; ``overwrite: false`` creates the file
 exclusively (``O_EXCL``).
+
+Hard links. A name inside the root can be a hard link to a file whose other
+names are outside it; writing through it would change that file. So no
+change is made to a file with more than one link (``st_nlink > 1``): write,
+append, delete and move are refused ``hard_link``, as are the file tools'
+edits and patches (``host_fs_tools``). The count is read from an fd opened
+with ``O_NOFOLLOW`` on the name itself, and an append writes through that
+same fd, so a link made between the check and the write cannot redirect
+it. A replacing write renames a new file over the name: that replaces the
+name and never writes through the old inode, so a link made after the check
+is broken, not written. Reading a linked file is allowed: the bytes are what
+that name shows, and only someone who could already reach the file could
+have linked it.
 """
 
 from __future__ import annotations
@@ -160,11 +173,44 @@ class _Root:
             os.close(fd)
 
 
+def check_links(info: os.stat_result, shown: str) -> None:
+    """Refuse a change to a non-directory with more than one hard link (see the module docstring)."""
+    if info.st_nlink > 1 and not st_.S_ISDIR(info.st_mode):
+        raise Fail(
+            "hard_link",
+            f"{shown!r} has {info.st_nlink} hard links; host.fs does not change a file with other names "
+            "(one may be outside the root): copy it to a new file first",
+        )
+
+
 def _lstat(name: str, dfd: int) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+
+
+def _target(name: str, dfd: int, shown: str) -> os.stat_result | None:
+    """The file a write would change (None: absent), from an ``O_PATH | O_NOFOLLOW`` fd
+    (no read permission needed); refused unless a regular file with one link."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _os_fail(e, shown) from None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if st_.S_ISLNK(info.st_mode):
+        raise Fail("path_escape", f"{shown!r}: a symlink changed during access")
+    if st_.S_ISDIR(info.st_mode):
+        raise Fail("is_a_directory", f"{shown!r} is a directory")
+    if not st_.S_ISREG(info.st_mode):
+        raise Fail("not_a_file", f"{shown!r} is not a regular file")
+    check_links(info, shown)
+    return info
 
 
 def _decode(data: bytes, truncated: bool, shown: str) -> str:
@@ -263,22 +309,20 @@ class HostFsAdapter:
         if not phys:
             raise Fail("is_a_directory", f"{shown!r} is a directory")
         with root.parent(phys, shown, make) as (dfd, name):
-            old = _lstat(name, dfd)
-            if old is not None:
-                if st_.S_ISLNK(old.st_mode):
-                    raise Fail("path_escape", f"{shown!r}: a symlink changed during access")
-                if st_.S_ISDIR(old.st_mode):
-                    raise Fail("is_a_directory", f"{shown!r} is a directory")
-                if not st_.S_ISREG(old.st_mode):
-                    raise Fail("not_a_file", f"{shown!r} is not a regular file")
-                if not overwrite and not append:
-                    raise Fail("exists", f"{shown!r} already exists")
+            old = _target(name, dfd, shown)
+            if old is not None and not overwrite and not append:
+                raise Fail("exists", f"{shown!r} already exists")
             try:
                 if append or old is None:
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
                     flags |= os.O_APPEND if append else os.O_EXCL
                     fd = os.open(name, flags, 0o666, dir_fd=dfd)
                     try:
+                        # checked on the fd that is written: a name swapped after _target changes nothing
+                        info = os.fstat(fd)
+                        if not st_.S_ISREG(info.st_mode):
+                            raise Fail("not_a_file", f"{shown!r} is not a regular file")
+                        check_links(info, shown)
                         _write_all(fd, data)
                     finally:
                         os.close(fd)
@@ -358,6 +402,7 @@ class HostFsAdapter:
             if old is None:
                 raise Fail("not_found", f"{shown!r} does not exist")
             kind = _kind(old.st_mode)
+            check_links(old, shown)  # a directory's own count is its subdirectories: not checked
             try:
                 if kind != "dir":
                     os.unlink(name, dir_fd=dfd)  # a symlink is removed itself, never its target
@@ -387,8 +432,12 @@ class HostFsAdapter:
             old = _lstat(sname, sfd)
             if old is None:
                 raise Fail("not_found", f"{src_shown!r} does not exist")
-            if not overwrite and _lstat(dname, dfd) is not None:
+            check_links(old, src_shown)
+            replaced = _lstat(dname, dfd)
+            if replaced is not None and not overwrite:
                 raise Fail("exists", f"{dst_shown!r} already exists; pass overwrite: true to replace it")
+            if replaced is not None:
+                check_links(replaced, dst_shown)
             try:
                 os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
             except OSError as e:

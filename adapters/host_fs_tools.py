@@ -5,8 +5,20 @@ The text work is done by the sans-IO cores in ``aos.agents.tools``; this
 module only reads and writes, with ``host_fs``'s confinement: paths are
 relative to the grant root, ``..`` is refused, symlinks are resolved and must
 stay inside the root, and files are opened from a root directory fd one
-component at a time with ``O_NOFOLLOW`` (see ``host_fs``'s docstring). All
-I/O runs in a worker thread.
+component at a time with ``O_NOFOLLOW`` (see ``host_fs``'s docstring). A file
+with more than one hard link is never changed (``hard_link``): the count is
+read from the fd the file is read through.
+
+Limits. Patterns, patches and the files themselves come from a world or a
+model, so every operation runs in a worker thread (never on the event loop)
+under a ``Deadline`` of ``time_limit_s`` (30 s by default), checked between
+bounded steps by this module, the walk (``host_fs_walk``) and the cores;
+running past it ends the effect with a ``timeout`` receipt and changes
+nothing. The regexes run in RE2 (linear time, the GIL released while it
+matches), edit's tolerant match is linear too, and the sizes are capped:
+files over ``max_read_bytes`` are not edited or patched, grep skips files
+over 16 MiB and stops after 256 MiB of text, and a walk stops after 200,000
+files, 1,000,000 entries or 64 levels (``truncated``).
 
 Changes are all-or-nothing. An edit or a patch is planned completely in
 memory first (every file read, every hunk placed); then each new text is
@@ -30,7 +42,8 @@ from typing import Any, Self
 from aos.agents.tools import edit as edit_core
 from aos.agents.tools import patch as patch_core
 from aos.agents.tools import search as search_core
-from aos.agents.tools.errors import ToolError
+from aos.agents.tools.errors import ToolError, ToolTimeout
+from aos.agents.tools.limits import Deadline
 
 from ._common import Fail, effect_name, grant_num, p_bool, p_int, p_str
 from .base import EffectCall, FrameSink, Receipt
@@ -44,14 +57,16 @@ from .host_fs import (
     _show,
     _split,
     _write_all,
+    check_links,
 )
+from .host_fs_walk import walk
 
 DEFAULT_GREP_RESULTS = 100
 DEFAULT_GLOB_RESULTS = 1000
 MAX_RESULTS = 10_000
-MAX_WALK_FILES = 200_000  # a grep or glob stops walking here and says truncated
 MAX_GREP_FILE_BYTES = 16 * 1024 * 1024  # larger files are not searched
-SKIP_DIRS = frozenset({".git"})
+MAX_GREP_TOTAL_BYTES = 256 * 1024 * 1024  # a grep stops (truncated) after searching this much text
+TIME_LIMIT_S = 30.0  # a file tool that runs longer ends with a timeout receipt
 _WRITES = {"host.fs.edit", "host.fs.apply_patch"}
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -66,6 +81,9 @@ class HostFsToolsAdapter:
         "host.fs.glob",
     )
 
+    def __init__(self, time_limit_s: float = TIME_LIMIT_S) -> None:
+        self.time_limit_s = time_limit_s
+
     async def run(self, call: EffectCall, emit_frame: FrameSink) -> Receipt:
         kind = effect_name(call.kind)
         if kind not in self.kinds:
@@ -78,16 +96,23 @@ class HostFsToolsAdapter:
             if read_only and kind in _WRITES:
                 raise Fail("read_only", f"{kind} refused: the grant is read-only")
             root = _Root(call.grant)
-            return await asyncio.to_thread(op, root, call.params, call.grant)
+            return await asyncio.to_thread(self._timed, op, root, call.params, call.grant)
         except Fail as f:
             return f.receipt()
+        except ToolTimeout as e:
+            return Receipt("timeout", {}, "timeout", f"{kind} {e}")
         except ToolError as e:
             return Receipt.fail(e.reason, str(e))
         except OSError as e:
             return _os_fail(e, kind).receipt()
 
+    def _timed(self, op: Any, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any]) -> Receipt:
+        # the clock starts in the worker thread: time spent queued for a thread is not the tool's
+        result: Receipt = op(root, params, grant, Deadline(self.time_limit_s))
+        return result
+
     # --- operations (run in a worker thread) ---------------------------------------------------
-    def _edit(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any]) -> Receipt:
+    def _edit(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any], deadline: Deadline) -> Receipt:
         parts = _split(params)
         old = p_str(params, "old_string")
         new = p_str(params, "new_string")
@@ -100,7 +125,7 @@ class HostFsToolsAdapter:
             text = files.read(key)
             if text is None:
                 raise Fail("not_found", f"{_show(parts)!r} does not exist")
-            result = edit_core.edit_text(text, old, new, replace_all)
+            result = edit_core.edit_text(text, old, new, replace_all, deadline=deadline)
             files.commit({key: result.text})
         return Receipt.ok(
             path=_show(parts),
@@ -108,7 +133,9 @@ class HostFsToolsAdapter:
             strategy=result.strategy,
         )
 
-    def _apply_patch(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any]) -> Receipt:
+    def _apply_patch(
+        self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any], deadline: Deadline
+    ) -> Receipt:
         text = p_str(params, "patch")
         base = _split(params, default=".")  # the directory patch paths are relative to
         patch = patch_core.parse_patch(text)
@@ -144,7 +171,7 @@ class HostFsToolsAdapter:
             else:
                 ops.append(replace(op, path=k))
         with _Files(root, grant) as files:
-            result = patch_core.apply_patch(patch_core.Patch(tuple(ops)), files.read)
+            result = patch_core.apply_patch(patch_core.Patch(tuple(ops)), files.read, deadline=deadline)
             moved_from = {dst: src for src, dst in result.moved}
             files.commit(result.changes, moved_from)
 
@@ -158,13 +185,13 @@ class HostFsToolsAdapter:
             moved=[[name(a), name(b)] for a, b in result.moved],
         )
 
-    def _grep(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any]) -> Receipt:
+    def _grep(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any], deadline: Deadline) -> Receipt:
         pattern = p_str(params, "pattern")
         glob = p_str(params, "glob", None)
         case_insensitive = p_bool(params, "case_insensitive", False)
         limit = min(p_int(params, "max_results", DEFAULT_GREP_RESULTS, minimum=1), MAX_RESULTS)
         search_core.compile_regex(pattern, case_insensitive)  # a bad pattern fails before any walk
-        base, paths, cut = _walk(root, _split(params, default="."))
+        base, paths, cut = walk(root, _split(params, default="."), deadline)
         reader = _GrepReader(root, base)
         try:
             found = search_core.grep(
@@ -174,6 +201,8 @@ class HostFsToolsAdapter:
                 glob=glob,
                 case_insensitive=case_insensitive,
                 max_results=limit,
+                max_bytes=MAX_GREP_TOTAL_BYTES,
+                deadline=deadline,
             )
         finally:
             reader.close()
@@ -182,12 +211,12 @@ class HostFsToolsAdapter:
             truncated=found.truncated or cut,
         )
 
-    def _glob(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any]) -> Receipt:
+    def _glob(self, root: _Root, params: Mapping[str, Any], grant: Mapping[str, Any], deadline: Deadline) -> Receipt:
         pattern = p_str(params, "pattern")
         limit = min(p_int(params, "max_results", DEFAULT_GLOB_RESULTS, minimum=1), MAX_RESULTS)
         search_core.glob_matcher(pattern)  # a bad pattern fails before any walk
-        base, paths, cut = _walk(root, _split(params, default="."), dir_only=True)
-        found = search_core.glob(pattern, paths, limit)
+        base, paths, cut = walk(root, _split(params, default="."), deadline, dir_only=True)
+        found = search_core.glob(pattern, paths, limit, deadline=deadline)
         return Receipt.ok(
             paths=[_join(base, p) for p in found.paths],
             truncated=found.truncated or cut,
@@ -222,7 +251,9 @@ class _Files:
 
     def read(self, key: str) -> str | None:
         """The text of the file ``key``, None if it does not exist; a symlink (only a
-        delete names one) reads as ``""``. Fails for directories, non-text, huge files."""
+        delete names one) reads as ``""``. Fails for directories, non-text, huge files,
+        and files with other hard links (every file read here is one the caller changes,
+        or one whose existence is a conflict anyway)."""
         parts = key.split("/")
         try:
             dfd = self.dir(parts[:-1], key)
@@ -236,21 +267,26 @@ class _Files:
             self.original[key] = None
             return None
         if st_.S_ISLNK(info.st_mode):
+            check_links(info, key)
             return ""
         if st_.S_ISDIR(info.st_mode):
             raise Fail("is_a_directory", f"{key!r} is a directory")
-        if not st_.S_ISREG(info.st_mode):
-            raise Fail("not_a_file", f"{key!r} is not a regular file")
-        if info.st_size > self.max_read:
-            raise Fail(
-                "too_large",
-                f"{key!r} is {info.st_size} bytes; the limit is {self.max_read}",
-            )
         try:
             fd = os.open(parts[-1], _READ, dir_fd=dfd)
         except OSError as e:
             raise _os_fail(e, key) from None
         try:
+            info = os.fstat(fd)  # the file itself, whatever the name pointed to a moment ago
+            if st_.S_ISDIR(info.st_mode):
+                raise Fail("is_a_directory", f"{key!r} is a directory")
+            if not st_.S_ISREG(info.st_mode):
+                raise Fail("not_a_file", f"{key!r} is not a regular file")
+            check_links(info, key)
+            if info.st_size > self.max_read:
+                raise Fail(
+                    "too_large",
+                    f"{key!r} is {info.st_size} bytes; the limit is {self.max_read}",
+                )
             data = _read_all(fd, self.max_read + 1)
         finally:
             os.close(fd)
@@ -386,44 +422,6 @@ def _read_all(fd: int, limit: int) -> bytes:
 # --- walking ------------------------------------------------------------------------------------
 def _join(base: str, rel: str) -> str:
     return rel if base in ("", ".") else f"{base}/{rel}"
-
-
-def _walk(root: _Root, parts: list[str], dir_only: bool = False) -> tuple[str, list[str], bool]:
-    """``(base, files, cut)``: the regular files below the directory ``parts``
-    (relative to ``base``, the directory's root-relative path), skipping ``.git``
-    and symlinks; ``cut`` if the walk stopped at ``MAX_WALK_FILES``. A file
-    ``parts`` yields just itself (relative to its parent), unless ``dir_only``."""
-    shown = _show(parts)
-    phys = root.locate(parts, follow=True)
-    if phys:
-        parent = root.open_dir(phys[:-1], shown)
-        try:
-            info = _lstat(phys[-1], parent)
-        finally:
-            os.close(parent)
-        if info is None:
-            raise Fail("not_found", f"{shown!r} does not exist")
-        if not st_.S_ISDIR(info.st_mode):
-            if dir_only:
-                raise Fail("not_a_directory", f"{shown!r} is not a directory")
-            return "/".join(phys[:-1]), [phys[-1]], False
-    fd = root.open_dir(phys, shown)
-    out: list[str] = []
-    try:
-        for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-            rel = dirpath[2:] if dirpath.startswith("./") else ""
-            for name in filenames:
-                info = _lstat(name, dfd)
-                if info is not None and st_.S_ISREG(info.st_mode):
-                    out.append(f"{rel}/{name}" if rel else name)
-                    if len(out) >= MAX_WALK_FILES:
-                        return "/".join(phys), out, True
-    except OSError as e:
-        raise _os_fail(e, shown) from None
-    finally:
-        os.close(fd)
-    return "/".join(phys), out, False
 
 
 class _GrepReader:

@@ -74,3 +74,10 @@ class EditAmbiguous(EditError):
     def __init__(self, message: str, count: int = 0) -> None:
         super().__init__(message)
         self.count = count
+
+
+class ToolTimeout(ToolError):
+    """The work ran past its ``Deadline`` (``aos.agents.tools.limits``) and was abandoned; nothing was changed."""
+
+    code = "ToolTimeout"
+    reason = "timeout"

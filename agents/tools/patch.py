@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import PatchConflict, PatchInvalid
+from .limits import NEVER, Deadline
 
 BEGIN = "*** Begin Patch"
 END = "*** End Patch"
@@ -300,8 +301,9 @@ def norm_path(path: str) -> str:
     return posixpath.normpath(path.strip())
 
 
-def apply_patch(patch: Patch, read: Callable[[str], str | None]) -> PatchResult:
-    """Plan ``patch`` over the files ``read`` returns (None: missing); raises ``PatchConflict``."""
+def apply_patch(patch: Patch, read: Callable[[str], str | None], *, deadline: Deadline = NEVER) -> PatchResult:
+    """Plan ``patch`` over the files ``read`` returns (None: missing); raises ``PatchConflict``,
+    or ``ToolTimeout`` once ``deadline`` passes (placing hunks in a big file is CPU work)."""
     view: dict[str, str | None] = {}
 
     def current(path: str) -> str | None:
@@ -330,7 +332,7 @@ def apply_patch(patch: Patch, read: Callable[[str], str | None]) -> PatchResult:
             text = current(path)
             if text is None:
                 raise PatchConflict(f"cannot update {path!r}: no such file", path=path)
-            new = update_text(text, op.hunks, path) if op.hunks else text
+            new = update_text(text, op.hunks, path, deadline=deadline) if op.hunks else text
             if op.move_to is not None and norm_path(op.move_to) != path:
                 dest = norm_path(op.move_to)
                 if current(dest) is not None:
@@ -349,7 +351,7 @@ def apply_patch(patch: Patch, read: Callable[[str], str | None]) -> PatchResult:
     return PatchResult(view, tuple(added), tuple(updated), tuple(deleted), tuple(moved))
 
 
-def update_text(text: str, hunks: Sequence[Hunk], path: str = "file") -> str:
+def update_text(text: str, hunks: Sequence[Hunk], path: str = "file", *, deadline: Deadline = NEVER) -> str:
     """Apply ``hunks`` to ``text``; raises ``PatchConflict`` naming ``path`` and the hunk."""
     eol = "\r\n" if "\r\n" in text and text.count("\r\n") == text.count("\n") else "\n"
     lines = _split_lines(text.replace("\r\n", "\n") if eol == "\r\n" else text)
@@ -358,7 +360,7 @@ def update_text(text: str, hunks: Sequence[Hunk], path: str = "file") -> str:
     for number, h in enumerate(hunks, 1):
         anchor = None  # index of the last '@@' context line
         for ctx in h.contexts:
-            found = _seek(lines, [ctx], cursor, eof=False, unique=False)
+            found = _seek(lines, [ctx], cursor, eof=False, unique=False, deadline=deadline)
             if found is None:
                 raise PatchConflict(
                     f"{path}: hunk {number}: context line {ctx.strip()!r} not found", path=path, hunk=number
@@ -370,11 +372,11 @@ def update_text(text: str, hunks: Sequence[Hunk], path: str = "file") -> str:
             at = cursor if h.contexts else len(lines)
             edits.append((at, 0, h.new_lines))
             continue
-        found = _place(lines, h.old_lines, cursor, anchor, h.end_of_file)
+        found = _place(lines, h.old_lines, cursor, anchor, h.end_of_file, deadline)
         while found is None and body and body[-1] == (" ", ""):  # blank lines at a hunk's end: often separators
             body.pop()
             trimmed = [t for op, t in body if op != "+"]
-            found = _place(lines, trimmed, cursor, anchor, h.end_of_file) if trimmed else None
+            found = _place(lines, trimmed, cursor, anchor, h.end_of_file, deadline) if trimmed else None
         if found is None:
             old = "\n".join(h.old_lines)
             raise PatchConflict(
@@ -409,12 +411,14 @@ def update_text(text: str, hunks: Sequence[Hunk], path: str = "file") -> str:
     return eol.join(lines) + eol if lines else ""
 
 
-def _place(lines: list[str], old: list[str], cursor: int, anchor: int | None, eof: bool) -> tuple[int, int] | None:
+def _place(
+    lines: list[str], old: list[str], cursor: int, anchor: int | None, eof: bool, deadline: Deadline = NEVER
+) -> tuple[int, int] | None:
     """Where a hunk's old lines go: after the cursor (unique unless an '@@' anchor
     placed the hunk), else from the anchor line itself, for hunks that repeat it."""
-    hit = _seek(lines, old, cursor, eof, unique=anchor is None)
+    hit = _seek(lines, old, cursor, eof, unique=anchor is None, deadline=deadline)
     if hit is None and anchor is not None:
-        hit = _seek(lines, old, anchor, eof, unique=False)
+        hit = _seek(lines, old, anchor, eof, unique=False, deadline=deadline)
     return hit
 
 
@@ -444,7 +448,9 @@ _PASSES: tuple[Callable[[str], str], ...] = (
 )
 
 
-def _seek(lines: list[str], want: list[str], start: int, eof: bool, unique: bool) -> tuple[int, int] | None:
+def _seek(
+    lines: list[str], want: list[str], start: int, eof: bool, unique: bool, deadline: Deadline = NEVER
+) -> tuple[int, int] | None:
     """``(index, matches)`` of ``want`` in ``lines`` at or after ``start``, at the
     strictest pass that finds it (an end-of-file hunk tries the end first);
     ``matches`` counts the places after ``start`` when ``unique``, else is 1."""
@@ -456,7 +462,11 @@ def _seek(lines: list[str], want: list[str], start: int, eof: bool, unique: bool
         pat = [norm(w) for w in want]
         if eof and [norm(x) for x in lines[last:]] == pat:
             return last, 1
-        hits = [i for i in range(start, last + 1) if _eq(lines, i, pat, norm)]
+        hits = []
+        for i in range(start, last + 1):
+            deadline.check()  # each try can cost len(want) comparisons
+            if _eq(lines, i, pat, norm):
+                hits.append(i)
         if hits:
             return hits[0], (len(hits) if unique else 1)
     return None

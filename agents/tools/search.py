@@ -11,18 +11,30 @@ segments (``**/*.py`` matches ``x.py`` and ``a/b/x.py``). ``*`` also matches
 names starting with a dot. For the glob tool the pattern must match the
 whole relative path; grep's ``glob`` filter, like ripgrep's, matches the
 file's name alone when the pattern has no ``/``.
+
+Patterns come from a world or a model, so both run in RE2 (see ``regex``),
+linear in the text; grep searches each file's text in one pass (a match never
+spans a newline) instead of line by line. A ``Deadline`` is checked between
+files and between matches, so a search over a huge tree stops with
+``ToolTimeout`` rather than running on; ``max_bytes`` stops it (``truncated``)
+once that much text has been searched.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from .errors import ToolError
+from .limits import NEVER, Deadline
+from .regex import compile_untrusted
 
 MAX_LINE_CHARS = 2000  # a matching line longer than this is cut (minified files)
+MAX_GLOB_CHARS = 1024  # a longer glob pattern is refused
+MAX_BRACE_GROUPS = 32  # ... and so is one with more {..} groups (each nests a recursion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +56,10 @@ class GlobResult:
     truncated: bool = False
 
 
-def compile_regex(pattern: str, case_insensitive: bool = False) -> re.Pattern[str]:
-    """Python ``re`` syntax; a bad pattern is ``ToolError`` (``invalid_params``)."""
-    try:
-        return re.compile(pattern, re.IGNORECASE if case_insensitive else 0)
-    except re.error as e:
-        raise ToolError(f"invalid regular expression {pattern!r}: {e}") from None
+def compile_regex(pattern: str, case_insensitive: bool = False) -> Any:
+    """The RE2 program grep uses for ``pattern``: ``^``/``$`` match at line ends and no
+    match crosses a newline. A bad or unsupported pattern is ``ToolError`` (``invalid_params``)."""
+    return compile_untrusted(pattern, case_insensitive=case_insensitive, never_nl=True, prefix="(?m)")
 
 
 def grep(
@@ -60,32 +70,65 @@ def grep(
     glob: str | None = None,
     case_insensitive: bool = False,
     max_results: int = 100,
+    max_bytes: int | None = None,
+    deadline: Deadline = NEVER,
 ) -> GrepResult:
-    """Lines matching ``pattern`` in the files ``paths`` (filtered by ``glob``), at most ``max_results``."""
+    """Lines matching ``pattern`` in the files ``paths`` (filtered by ``glob``), at most
+    ``max_results``; stops (``truncated``) after searching ``max_bytes`` of text.
+    Raises ``ToolTimeout`` when ``deadline`` passes."""
     regex = compile_regex(pattern, case_insensitive)
     keep = glob_matcher(glob, basename_if_no_slash=True) if glob else None
     out: list[GrepMatch] = []
+    searched = 0
     for path in sorted(paths):
+        deadline.check()
         if keep is not None and not keep(path):
             continue
         text = read(path)
         if text is None:
             continue
-        for n, line in enumerate(text.split("\n"), 1):
-            line = line.removesuffix("\r")
-            if regex.search(line):
-                if len(out) == max_results:
-                    return GrepResult(out, True)
-                if len(line) > MAX_LINE_CHARS:
-                    line = line[:MAX_LINE_CHARS] + " [...]"
-                out.append(GrepMatch(path, n, line))
+        searched += len(text)
+        if max_bytes is not None and searched > max_bytes:
+            return GrepResult(out, True)
+        for n, line in _matching_lines(regex, text, deadline):
+            if len(out) == max_results:
+                return GrepResult(out, True)
+            if len(line) > MAX_LINE_CHARS:
+                line = line[:MAX_LINE_CHARS] + " [...]"
+            out.append(GrepMatch(path, n, line))
     return GrepResult(out, False)
 
 
-def glob(pattern: str, paths: Iterable[str], max_results: int = 1000) -> GlobResult:
-    """The ``paths`` the glob ``pattern`` matches, sorted, at most ``max_results``."""
+def _matching_lines(regex: Any, text: str, deadline: Deadline) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of each line with a match: one RE2 search per matching
+    line over the whole text (a CR before a newline is not part of the line)."""
+    data = text.replace("\r\n", "\n").removesuffix("\r").encode("utf-8")
+    pos, line_no, counted = 0, 1, 0
+    while pos <= len(data):
+        m = regex.search(data, pos)
+        if m is None:
+            return
+        start = data.rfind(b"\n", 0, m.start()) + 1
+        end = data.find(b"\n", m.start())
+        end = len(data) if end < 0 else end
+        line_no += data.count(b"\n", counted, start)
+        counted = start
+        yield line_no, data[start:end].decode("utf-8", errors="replace")
+        pos = end + 1
+        deadline.check()
+
+
+def glob(pattern: str, paths: Iterable[str], max_results: int = 1000, *, deadline: Deadline = NEVER) -> GlobResult:
+    """The ``paths`` the glob ``pattern`` matches, sorted, at most ``max_results``.
+    Raises ``ToolTimeout`` when ``deadline`` passes."""
     match = glob_matcher(pattern)
-    hits = sorted(p for p in paths if match(p))
+    hits = []
+    for i, p in enumerate(paths):
+        if i % 1024 == 0:
+            deadline.check()
+        if match(p):
+            hits.append(p)
+    hits.sort()
     return GlobResult(hits[:max_results], len(hits) > max_results)
 
 
@@ -94,6 +137,10 @@ def glob_matcher(pattern: str, basename_if_no_slash: bool = False) -> Callable[[
     pattern = pattern.strip().removeprefix("./")
     if not pattern:
         raise ToolError("empty glob pattern")
+    if len(pattern) > MAX_GLOB_CHARS:
+        raise ToolError(f"glob pattern is {len(pattern)} characters; the limit is {MAX_GLOB_CHARS}")
+    if pattern.count("{") > MAX_BRACE_GROUPS:
+        raise ToolError(f"glob pattern has more than {MAX_BRACE_GROUPS} '{{' groups")
     if basename_if_no_slash and "/" not in pattern:
         rx = _compile_glob(pattern)
         return lambda p: rx.fullmatch(p.rsplit("/", 1)[-1]) is not None
@@ -102,12 +149,11 @@ def glob_matcher(pattern: str, basename_if_no_slash: bool = False) -> Callable[[
 
 
 @lru_cache(maxsize=64)
-def _compile_glob(pattern: str) -> re.Pattern[str]:
+def _compile_glob(pattern: str) -> Any:
     alternatives = _expand_braces(pattern)
-    try:
-        return re.compile("|".join(f"(?:{_translate(a)})" for a in alternatives), re.DOTALL)
-    except re.error as e:
-        raise ToolError(f"invalid glob pattern {pattern!r}: {e}") from None
+    # the translation is RE2 syntax too; its length is bounded by MAX_GLOB_CHARS x 256 alternatives
+    source = "|".join(f"(?:{_translate(a)})" for a in alternatives)
+    return compile_untrusted(source, prefix="(?s)", what="glob pattern", shown=pattern, max_chars=None)
 
 
 def _expand_braces(pattern: str, limit: int = 256) -> list[str]:
