@@ -102,9 +102,9 @@ def main() -> int:
     twin = start()
     for name, value in env(twin).items():
         print(f"export {name}={value}")
+    sys.stdout.flush()  # before the message: whoever waits for it may read the variables at once
     print("# the stand-in model is serving; start aos-kernel (or your agent) with these set. Ctrl-C stops it.",
           file=sys.stderr, flush=True)
-    sys.stdout.flush()
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
