@@ -4,19 +4,27 @@ How it works. ``argv`` is executed directly (no shell, unless both the grant
 and the params say ``shell: true``, in which case ``argv`` is one script run
 by ``/bin/sh -c``). A bare command name must be in the grant's ``allow``
 list (``commands`` is accepted as the same thing, as in world manifests) and
-is looked up on the host ``PATH``, not on a ``PATH`` the params set, so a
-world cannot shadow an allowed command with its own file; a name with a
-``/`` is allowed only if it is listed exactly. The child runs in the grant's
+is looked up on the kernel's own PATH (``exec_path``: ``AOS_EXEC_PATH`` or
+the kernel's ``PATH``, keeping only absolute directories outside the grant's
+directory that not everyone can write), never on one the world supplies,
+and never resolving to a file inside the grant's directory, so a world
+cannot shadow an allowed command with a file it wrote. Under an allow list a
+name with a ``/`` must be an absolute path listed exactly: a relative one
+(``./echo``) would run whatever file is at that place below the working
+directory, so it is refused even if listed. The child runs in the grant's
 ``cwd`` (or a directory below it, confined like ``host.fs``) in a new session,
 so it leads its own process group: on timeout, on cancellation, and when the
 command exits, the whole group gets SIGKILL, so no background process it
 started outlives the effect (one that calls ``setsid`` itself escapes; only
 a cgroup could catch that).
 
-The environment is built, not inherited: ``PATH``, ``HOME``, ``LANG`` from
-the host, ``TERM=dumb``, any host variables the grant lists in
-``inherit_env`` whose names do not look like secrets, then the params'
-``env``. An ``env`` value ``{"secret": "NAME"}`` is resolved through
+The environment is built, not inherited (``exec_env``): the kernel's fixed
+``PATH``, ``HOME`` and ``LANG`` from the host, ``TERM=dumb``, any host
+variables the grant lists in ``inherit_env`` whose names do not look like
+secrets, then the params' ``env``, whose names must be in the grant's
+``allow_env`` and never one that changes what a program loads or runs
+(``LD_*``, ``BASH_ENV``, ``PYTHON*``, ``GIT_*``, ...: ``exec_env.DENIED``,
+refused whatever the grant says). An ``env`` value ``{"secret": "NAME"}`` is resolved through
 ``call.secrets``; its value is replaced by ``[redacted]`` in the captured
 output, in stream frames (which hold back enough bytes to catch a value
 split across reads) and in the receipt.
@@ -33,12 +41,14 @@ import codecs
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import exec_env
 from ._common import (
     Fail,
     Scrubber,
@@ -62,6 +72,8 @@ MAX_TIMEOUT_S = 600.0  # grant ``max_timeout_s`` overrides
 DEFAULT_OUTPUT_BYTES = 1 * MiB
 MAX_OUTPUT_BYTES = 8 * MiB  # grant ``max_output_bytes`` overrides
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_ARG_BYTES = 128 * 1024  # Linux refuses a longer single argument or variable (MAX_ARG_STRLEN)
+MAX_EXEC_BYTES = 1024 * 1024  # argv plus environment, under the kernel's ARG_MAX with room to spare
 DRAIN_GRACE_S = 2.0  # after the group is killed, how long to wait for the pipes to close
 
 
@@ -125,6 +137,33 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _inside(path: str, base: str) -> bool:
+    return base != "/" and (path == base or path.startswith(base.rstrip("/") + "/"))
+
+
+def exec_path(root: str) -> str:
+    """The PATH commands are looked up on, and that children get: the kernel's
+    ``AOS_EXEC_PATH`` or ``PATH`` (or ``DEFAULT_PATH``), keeping only absolute
+    directories that exist, are outside ``root`` (the grant's directory, which
+    the world may write) and are not writable by everyone (a ``/tmp/bin`` would
+    let any process plant an ``echo``). Never empty: an empty PATH means the
+    current directory to ``execvp``."""
+    raw = os.environ.get("AOS_EXEC_PATH") or os.environ.get("PATH") or DEFAULT_PATH
+    keep: list[str] = []
+    for d in raw.split(":"):
+        if not os.path.isabs(d) or d in keep:
+            continue
+        real = os.path.realpath(d)
+        try:
+            info = os.stat(real)
+        except OSError:
+            continue
+        if _inside(real, root) or not stat.S_ISDIR(info.st_mode) or info.st_mode & stat.S_IWOTH:
+            continue
+        keep.append(d)
+    return ":".join(keep) or "/nonexistent"
 
 
 def _confine(base: str, rel: str) -> str:
@@ -196,34 +235,8 @@ class HostExecAdapter:
         argv = list(argv)
         cwd = _confine(root, p_str(params, "cwd", ".")) if params.get("cwd") is not None else root
 
-        env = {
-            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-            "HOME": os.environ.get("HOME") or "/",
-            "LANG": os.environ.get("LANG") or "C.UTF-8",
-            "TERM": "dumb",
-        }
-        host_path = env["PATH"]
-        inherit = grant.get("inherit_env") or ()
-        if not isinstance(inherit, (list, tuple)) or not all(isinstance(n, str) for n in inherit):
-            raise Fail("bad_grant", "grant parameter 'inherit_env' must be a list of names")
-        for name in inherit:
-            if name in os.environ and not looks_secret(name):
-                env[name] = os.environ[name]
-        extra = params.get("env") or {}
-        if not isinstance(extra, Mapping):
-            raise Fail("invalid_params", "'env' must be a map of names to text or {\"secret\": NAME}")
-        for name, value in extra.items():
-            if not isinstance(name, str) or not name or "=" in name or "\0" in name:
-                raise Fail("invalid_params", f"bad environment variable name {name!r}")
-            ref = secret_ref(value)
-            if ref is not None:
-                value = resolve_secret(call, ref)
-                scrub.add(value)
-            elif not isinstance(value, str):
-                raise Fail("invalid_params", f"env {name!r} must be text or {{\"secret\": NAME}}")
-            if "\0" in value:
-                raise Fail("invalid_params", f"env {name!r} contains a NUL byte")
-            env[name] = value
+        host_path = exec_path(root)
+        env = self._env(call, host_path, scrub)
 
         if p_bool(params, "shell", False):
             if grant.get("shell") is not True:
@@ -237,6 +250,12 @@ class HostExecAdapter:
             if allow is not None and cmd not in allow:
                 raise Fail("not_allowed", f"command {cmd!r} is not allowed by the grant")
             if "/" in cmd:
+                if not os.path.isabs(cmd) and allow is not None:
+                    raise Fail(
+                        "not_allowed",
+                        f"command {cmd!r} is a relative path, which names whatever file is at that place "
+                        "below the working directory; the grant must list an absolute path",
+                    )
                 executable = os.path.join(cwd, cmd)
                 if not os.path.isfile(executable):
                     raise Fail("not_found", f"command {cmd!r} does not exist")
@@ -244,7 +263,13 @@ class HostExecAdapter:
                 found = shutil.which(cmd, path=host_path)
                 if found is None:
                     raise Fail("not_found", f"command {cmd!r} is not on the PATH")
+                if _inside(os.path.realpath(found), root):
+                    raise Fail("not_allowed", f"command {cmd!r} resolves to a file inside the grant's directory")
                 executable = found
+        size = sum(len(a.encode()) + 1 for a in argv) + sum(len(k) + len(v.encode()) + 2 for k, v in env.items())
+        if size > MAX_EXEC_BYTES or any(len(a.encode()) >= MAX_ARG_BYTES for a in argv):
+            raise Fail("too_large", f"argv and environment are {size} bytes; the limit is {MAX_EXEC_BYTES}, "
+                                    f"and {MAX_ARG_BYTES} for one argument")
 
         stdin = params.get("stdin")
         if isinstance(stdin, str):
@@ -265,6 +290,49 @@ class HostExecAdapter:
         cap = min(p_int(params, "max_output_bytes", min(DEFAULT_OUTPUT_BYTES, max_cap)), max_cap)
         encoding = p_str(params, "encoding", "utf-8", choices=("utf-8", "bytes"))
         return _Spec(argv, executable, cwd, env, stdin, timeout, cap, encoding)
+
+    def _env(self, call: EffectCall, path: str, scrub: Scrubber) -> dict[str, str]:
+        """The child's whole environment (see ``exec_env``). Every name is checked
+        before any secret is resolved, so a refused request resolves nothing."""
+        grant, params = call.grant, call.params
+        try:
+            allow = exec_env.EnvAllow.parse(grant.get("allow_env"))
+        except ValueError as e:
+            raise Fail("bad_grant", f"grant parameter 'allow_env' {e}") from None
+        env = exec_env.base_env(os.environ, path)
+        inherit = grant.get("inherit_env") or ()
+        if not isinstance(inherit, (list, tuple)) or not all(exec_env.valid_name(n) for n in inherit):
+            raise Fail("bad_grant", "grant parameter 'inherit_env' must be a list of variable names")
+        for name in inherit:
+            why = exec_env.denied(name)
+            if why is not None:
+                raise Fail("bad_grant", f"grant parameter 'inherit_env' names {name!r}, which host.exec never passes: {why}")
+            if name in os.environ and not looks_secret(name):
+                env[name] = os.environ[name]
+        extra = params.get("env") or {}
+        if not isinstance(extra, Mapping):
+            raise Fail("invalid_params", "'env' must be a map of names to text or {\"secret\": NAME}")
+        if len(extra) > exec_env.MAX_ENV_VARS:
+            raise Fail("too_large", f"'env' has {len(extra)} variables; the limit is {exec_env.MAX_ENV_VARS}")
+        for name in extra:
+            if not exec_env.valid_name(name):
+                raise Fail("invalid_params", f"bad environment variable name {name!r}: use [A-Za-z_][A-Za-z0-9_]*")
+        refusal = exec_env.check_world_env(extra, allow)
+        if refusal is not None:
+            raise Fail("not_allowed", refusal)
+        for name, value in extra.items():
+            ref = secret_ref(value)
+            if ref is not None:
+                value = resolve_secret(call, ref)
+                scrub.add(value)
+            elif not isinstance(value, str):
+                raise Fail("invalid_params", f"env {name!r} must be text or {{\"secret\": NAME}}")
+            if "\0" in value:
+                raise Fail("invalid_params", f"env {name!r} contains a NUL byte")
+            if len(value.encode()) >= MAX_ARG_BYTES:
+                raise Fail("too_large", f"env {name!r} is over {MAX_ARG_BYTES} bytes")
+            env[name] = value
+        return env
 
     # --- running it ---------------------------------------------------------------------------------
     async def _execute(self, spec: _Spec, emit_frame: FrameSink, scrub: Scrubber) -> Receipt:

@@ -36,9 +36,11 @@ GRANT_PARAMS: dict[str, Any] = {
     # (the adapters in adapters/ read the same fields; docs/adapters.md lists them)
     "host.fs": {"record": {"root": "text", "read_only": {"option": "bool"}, "max_read_bytes": {"option": "nat"},
                            "max_write_bytes": {"option": "nat"}}},
+    # allow_env: the variable names (or NAME* prefixes) a world may set in a command's env;
+    # loader and startup variables (LD_*, PYTHON*, ...) are refused whatever it says (adapters/exec_env.py)
     "host.exec": {"record": {"cwd": "text", "commands": {"option": {"list": "text"}}, "shell": {"option": "bool"},
-                             "inherit_env": {"option": {"list": "text"}}, "max_timeout_s": {"option": "nat"},
-                             "max_output_bytes": {"option": "nat"}}},
+                             "inherit_env": {"option": {"list": "text"}}, "allow_env": {"option": {"list": "text"}},
+                             "max_timeout_s": {"option": "nat"}, "max_output_bytes": {"option": "nat"}}},
     "http": {"record": {"hosts": {"list": "text"}, "methods": {"option": {"list": "text"}},
                         "max_timeout_s": {"option": "nat"}, "max_body_bytes": {"option": "nat"}}},
     "llm": {

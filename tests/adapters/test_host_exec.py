@@ -90,15 +90,16 @@ def test_not_allowed(grant, run_effect, tmp_path):
 
 
 def test_allowed_name_resolves_on_host_path_not_params_path(grant, run_effect):
-    """An allowed bare name is looked up on the host PATH, so a PATH in params cannot substitute a world-written program."""
+    """An allowed bare name is looked up on the kernel's PATH; a PATH in params is refused, so it cannot substitute a world-written program."""
     work = Path(grant["cwd"])
     (work / "bin").mkdir()
     fake = work / "bin" / "echo"
     fake.write_text(f"#!/bin/sh\ntouch {work}/hijacked\n")
     fake.chmod(0o755)
-    g = {**grant, "allow": ["echo"]}
+    g = {**grant, "allow": ["echo"], "allow_env": ["*"]}
     r = run_effect(EXEC, "host.exec", {"argv": ["echo", "real"], "env": {"PATH": str(work / "bin")}}, g)
-    assert r.payload["stdout"] == "real\n" and not (work / "hijacked").exists()
+    assert (r.status, r.error) == ("error", "not_allowed") and not (work / "hijacked").exists()
+    assert run_effect(EXEC, "host.exec", {"argv": ["echo", "real"]}, g).payload["stdout"] == "real\n"
 
 
 def test_timeout_kills_whole_process_group(grant, run_effect):
@@ -166,7 +167,7 @@ def test_environment_is_minimal_and_secret_names_filtered(grant, run_effect, mon
     r = run_effect(EXEC, "host.exec", {"argv": ["env"]}, grant)
     env = dict(line.split("=", 1) for line in r.payload["stdout"].splitlines())
     assert set(env) == {"PATH", "HOME", "LANG", "TERM"} and env["TERM"] == "dumb"
-    g = {**grant, "inherit_env": ["AOS_TEST_API_KEY", "AOS_TEST_PLAIN"]}
+    g = {**grant, "inherit_env": ["AOS_TEST_API_KEY", "AOS_TEST_PLAIN"], "allow_env": ["EXTRA"]}
     r = run_effect(EXEC, "host.exec", {"argv": ["env"], "env": {"EXTRA": "1"}}, g)
     assert "AOS_TEST_PLAIN=visible" in r.payload["stdout"] and "EXTRA=1" in r.payload["stdout"]
     assert "sekret" not in r.payload["stdout"] and "AOS_TEST_API_KEY" not in r.payload["stdout"]
@@ -176,7 +177,7 @@ def test_secret_injected_by_name_and_redacted(grant, run_effect):
     """A granted secret reaches the child by name, but its value appears nowhere in the receipt or the frames."""
     script = 'echo "token is $GH_TOKEN"; echo "$GH_TOKEN" >&2; printf %s "$GH_TOKEN" > seen'
     params = {"argv": ["sh", "-c", script], "env": {"GH_TOKEN": {"secret": "github"}}}
-    r = run_effect(EXEC, "host.exec", params, grant, secrets={"github": TOKEN}.__getitem__)
+    r = run_effect(EXEC, "host.exec", params, {**grant, "allow_env": ["GH_TOKEN"]}, secrets={"github": TOKEN}.__getitem__)
     assert r.status == "ok"
     assert (Path(grant["cwd"]) / "seen").read_text() == TOKEN  # the child really had it
     assert r.payload["stdout"] == "token is [redacted]\n" and r.payload["stderr"] == "[redacted]\n"
@@ -191,7 +192,7 @@ def test_secret_cut_by_output_cap_does_not_leak(grant, run_effect):
         "env": {"T": {"secret": "t"}},
         "max_output_bytes": 100,
     }
-    r = run_effect(EXEC, "host.exec", params, grant, secrets={"t": TOKEN}.__getitem__)
+    r = run_effect(EXEC, "host.exec", params, {**grant, "allow_env": ["T"]}, secrets={"t": TOKEN}.__getitem__)
     assert r.payload["stdout"] == "x" * 97 + "[re" and r.payload["stdout_truncated"] is True
     assert TOKEN[:3] not in repr(r) and TOKEN[:3] not in repr(run_effect.frames)
 
@@ -199,6 +200,7 @@ def test_secret_cut_by_output_cap_does_not_leak(grant, run_effect):
 def test_secret_unavailable(grant, run_effect):
     """A secret the resolver refuses ends the effect secret_unavailable without running anything."""
     params = {"argv": ["sh", "-c", "touch ran"], "env": {"X": {"secret": "nope"}}}
+    grant = {**grant, "allow_env": ["X"]}
     r = run_effect(EXEC, "host.exec", params, grant, secrets={}.__getitem__)
     assert r.error == "secret_unavailable" and not (Path(grant["cwd"]) / "ran").exists()
     assert run_effect(EXEC, "host.exec", params, grant).error == "secret_unavailable"
