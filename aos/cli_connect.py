@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 from typing import Any
 
 from aos.errors import InvalidArgument, InvalidToken, KernelUnavailable, PermissionDenied
@@ -22,6 +24,15 @@ from aos.kernel.client import TlsOptions
 from aos.kernel.config import default_data_dir
 
 TLS_HELP = "connecting over TLS: docs/clients.md"
+
+
+def kernel_command() -> str:
+    """How to run aos-kernel from here: its name if it is on PATH, else its path (``.venv/bin/aos-kernel``)."""
+    if shutil.which("aos-kernel"):
+        return "aos-kernel"
+    path = os.path.join(os.path.dirname(sys.executable), "aos-kernel")
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
 
 
 def data_dir() -> str:
@@ -68,7 +79,7 @@ def read_token(path: str, explicit: bool) -> str:
         if explicit or not isinstance(exc, FileNotFoundError):
             raise InvalidArgument(f"cannot read token file {path}: {reason}") from None
         raise KernelUnavailable(f"no admin token at {path}: no local kernel has run yet; start one with "
-                                "`aos-kernel` (or pass --connect and --token-file)") from None
+                                f"`{kernel_command()}` (or pass --connect and --token-file)") from None
     try:
         token = raw.decode("ascii").strip()
     except UnicodeDecodeError:

@@ -6,13 +6,12 @@ CLI's spelling: bytes as ``{"$bytes": "<base64>"}``) once the kernel stopped.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from typing import Any
 
 from aos.cli import dump_json
+from aos.cli_connect import kernel_command
 from aos.errors import AosError
 
 
@@ -28,15 +27,6 @@ class _Steps:
             self.doc[key] = value
         else:
             print(line, flush=True)
-
-
-def kernel_command() -> str:
-    """How to run aos-kernel from here: its name if it is on PATH, else its path (``.venv/bin/aos-kernel``)."""
-    if shutil.which("aos-kernel"):
-        return "aos-kernel"
-    path = os.path.join(os.path.dirname(sys.executable), "aos-kernel")
-    relative = os.path.relpath(path)
-    return relative if not relative.startswith("..") else path
 
 
 def demo(as_json: bool = False) -> int:

@@ -1,0 +1,180 @@
+"""Every ``aos ... --json`` prints JSON: each command of the CLI, run as a user runs it, against a real kernel.
+
+The one spelling for byte strings is ``{"$bytes": "<base64>"}`` (the World
+interface's own): a world's journal carries bytes in every ingress stamp,
+``cas get --json`` carries the blob, a raw journal record that is not text
+carries its bytes. Commands that follow something live (``journal tail``,
+``world journal --tail``, ``agent run``, ``agent replay``) print one JSON
+document per line. The table of cases is checked against the CLI's own
+parser, so a new command without a case here fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aos.cli import build_parser
+from aos.kernel.client import Connection, run
+from aos.testing import KernelProcess
+
+REPO = Path(__file__).resolve().parents[2]
+BLOB = bytes(range(256)) * 3  # not text: it can only travel as $bytes
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> Iterator[dict]:
+    """One kernel with a counter world (a few events), a binary blob and a raw journal holding a binary record."""
+    data = tempfile.mkdtemp(prefix="aosk-", dir="/tmp")
+    kernel = KernelProcess(data).start()
+    tmp = tmp_path_factory.mktemp("json")
+    env = dict(os.environ, AOS_CONNECT=kernel.address, AOS_TOKEN_FILE=kernel.token_path,
+               AOS_AGENT_DATA=str(tmp / "agent-data"))
+    env.pop("AOS_UNIVERSE", None)
+    repo = tmp / "repo"
+    repo.mkdir()
+    (repo / "hello.py").write_text("print('hello')\n")
+
+    async def prepare() -> str:
+        async with await Connection.open(kernel.address) as conn:
+            admin = await conn.restore_kernel(kernel.admin_token)
+            address = await (await admin.cas("default")).put(BLOB)
+            await (await admin.journal("default")).append("j1", 0, 1, [b"text", BLOB])
+            return address
+
+    blob = run(prepare())
+    for args in (["world", "create", "examples/counter", "--id", "c1"],
+                 ["world", "send", "c1", "demo/CounterEvent@1", '{"by": 2}'],
+                 ["world", "send", "c1", "demo/CellEvent@1", '{"by": 1, "id": "x"}']):
+        subprocess.run([sys.executable, "-m", "aos.cli", *args], cwd=REPO, env=env, check=True, capture_output=True)
+    (tmp / "in.txt").write_text("some text\n")
+    try:
+        yield {"kernel": kernel, "env": env, "blob": blob, "tmp": tmp, "repo": repo}
+    finally:
+        kernel.kill()
+
+
+# (command path, arguments after `aos --json`, how the output is read: "doc" = one document, "lines" = one per line)
+CASES = {
+    "status": (("status",), ["status"], "doc"),
+    "demo": (("demo",), ["demo"], "doc"),
+    "cas put": (("cas", "put"), ["cas", "put", "{tmp}/in.txt"], "doc"),
+    "cas get": (("cas", "get"), ["cas", "get", "{blob}"], "doc"),
+    "cas get -o": (("cas", "get"), ["cas", "get", "{blob}", "-o", "{tmp}/out.bin"], "doc"),
+    "journal append": (("journal", "append"), ["journal", "append", "j2", "a", "b"], "doc"),
+    "journal read": (("journal", "read"), ["journal", "read", "j1"], "doc"),
+    "journal ls": (("journal", "ls"), ["journal", "ls"], "doc"),
+    "journal tail": (("journal", "tail"), ["journal", "tail", "j1", "--from", "0"], "tail:2"),
+    "world create": (("world", "create"), ["world", "create", "examples/counter", "--id", "c9"], "doc"),
+    "world ls": (("world", "ls"), ["world", "ls"], "doc"),
+    "world send": (("world", "send"), ["world", "send", "c1", "demo/CounterEvent@1", '{"by": 1}'], "doc"),
+    "world state": (("world", "state"), ["world", "state", "c1"], "doc"),
+    "world state --key": (("world", "state"), ["world", "state", "c1", "demo/cells@1", "--key", '"x"'], "doc"),
+    "world journal": (("world", "journal"), ["world", "journal", "c1"], "doc"),
+    "world journal --tail": (("world", "journal"), ["world", "journal", "c1", "--tail"], "tail:3"),
+    "world snapshot": (("world", "snapshot"), ["world", "snapshot", "c1"], "doc"),
+    "world unquarantine": (("world", "unquarantine"), ["world", "unquarantine", "c1"], "doc"),
+    "world fork": (("world", "fork"), ["world", "fork", "c1", "--id", "f1"], "doc"),
+    "agent run": (("agent", "run"), ["agent", "run", "--twin", "--repo", "{repo}", "--session", "j1", "look around"],
+                  "lines"),
+    "agent replay": (("agent", "replay"), ["agent", "replay", "r1", "--repo", "{repo}"], "lines"),
+}
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, prefix + (name,))
+            return
+    yield prefix
+
+
+def test_every_command_has_a_json_case():
+    """Each command the CLI's parser knows is run by the parametrized test below."""
+    assert set(_commands(build_parser())) == {path for path, _, _ in CASES.values()}
+
+
+def _walk(value):
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def _bytes_values(doc) -> list[bytes]:
+    """Every ``{"$bytes": ...}`` in a document, decoded (a malformed one fails the test)."""
+    found = []
+    for value in _walk(doc):
+        if isinstance(value, dict) and "$bytes" in value:
+            assert set(value) == {"$bytes"}, value
+            found.append(base64.b64decode(value["$bytes"], validate=True))
+    return found
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_json_output_parses(setup, case):
+    """`aos --json <command>` exits 0 and prints JSON (one document, or one per line for live views)."""
+    if case == "agent replay":  # replays a session of its own
+        subprocess.run([sys.executable, "-m", "aos.cli", "agent", "run", "--twin", "--repo", str(setup["repo"]),
+                        "--session", "r1", "look around"], cwd=REPO, env=setup["env"], check=True,
+                       capture_output=True, timeout=120)
+    _, args, shape = CASES[case]
+    fill = {"{tmp}": str(setup["tmp"]), "{blob}": setup["blob"], "{repo}": str(setup["repo"])}
+    args = [fill.get(a, a).replace("{tmp}", str(setup["tmp"])) for a in args]
+    command = [sys.executable, "-m", "aos.cli", "--json", *args]
+    if shape.startswith("tail:"):
+        docs = _follow(command, setup["env"], int(shape[5:]))
+    else:
+        done = subprocess.run(command, cwd=REPO, env=setup["env"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        docs = [json.loads(done.stdout)] if shape == "doc" else [json.loads(line) for line in done.stdout.splitlines()]
+    assert docs
+    found = [b for doc in docs for b in _bytes_values(doc)]
+    if case in ("cas get", "journal read", "journal tail"):
+        assert BLOB in found  # the binary blob / record, whole
+    if case in ("world journal", "world journal --tail"):
+        assert found  # the ingress stamps' entropy
+    if case == "demo":
+        assert docs[0]["cas"]["get"] == {"$bytes": base64.b64encode(b"hello, worlds").decode()}
+
+
+def _follow(command: list[str], env: dict, count: int) -> list:
+    """Start a live view, read ``count`` lines, stop it with Ctrl-C (SIGINT): its lines, parsed."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(count)]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert "Traceback" not in stderr
+    assert all(line.endswith("\n") for line in lines), (lines, stderr)
+    return [json.loads(line) for line in lines]
+
+
+def test_dump_json_spells_bytes_one_way():
+    """The CLI's one JSON writer turns bytes (at any depth) into {"$bytes": base64} and tuples into lists."""
+    from aos.cli import dump_json
+
+    assert json.loads(dump_json({"b": b"\x00\xff", "t": (1, [b""])})) == {"b": {"$bytes": "AP8="},
+                                                                         "t": [1, [{"$bytes": ""}]]}
