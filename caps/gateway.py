@@ -68,7 +68,9 @@ class HandleImpl(caps_capnp.Handle.Server):  # type: ignore[misc,name-defined]
 
     @remote(check_grant=False)
     async def cancel(self, _context: Any, **kwargs: Any) -> None:
+        # wait for it to end, so a subscription made right after the answer has room
         self._task.cancel()
+        await asyncio.wait({self._task})
 
     def __del__(self) -> None:
         self._task.cancel()

@@ -21,7 +21,7 @@ from aos.caps.gateway import GatewayImpl
 from aos.errors import DataDirLocked, InvalidArgument
 from aos.kernel.config import KernelConfig
 from aos.kernel.health import HealthEndpoint
-from aos.kernel.rpc import Peer
+from aos.kernel.rpc import Peer, PeerLimits
 from aos.kernel.services import KernelServices
 from aos.kernel.store import GroupCommitter, KernelStore
 
@@ -157,7 +157,7 @@ class KernelServer:
         # two-party network resolves it on EOF, a reset or an abort, whatever
         # else still refers to the Gateway; a server object's __del__ is not a
         # signal (pycapnp may hold it past the connection, or a cycle may).
-        peer = Peer()
+        peer = Peer(PeerLimits(upload_bytes=self.config.limits.max_blob_bytes))
         try:
             server = capnp.TwoPartyServer(stream, bootstrap=GatewayImpl(self.services, peer), traversal_limit_in_words=words)
             await server.on_disconnect()
