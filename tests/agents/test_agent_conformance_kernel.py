@@ -1,4 +1,4 @@
-"""The agent conformance rows (research/attractor.md 6.3) that need the kernel: real files, real
+"""The agent conformance rows G1-G18 (docs/agents.md) that need the kernel: real files, real
 processes, real provider wires. Each scenario x profile is one ``aos agent run`` against a provider
 twin; all are launched concurrently when the module's first test starts and each test waits for its own.
 """

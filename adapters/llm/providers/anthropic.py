@@ -5,7 +5,7 @@ messages are merged, tool results ride in a user message); thinking blocks
 and their signatures (streamed as ``signature_delta``) are echoed byte for
 byte; ``max_tokens`` is required (default 4096).
 
-Prompt caching heuristic (ULS 2.10, attractor.md 1.7 #5): unless
+Prompt caching heuristic (ULS 2.10; the spec leaves the placement open): unless
 ``provider_options.anthropic.auto_cache`` is false, ``cache_control`` goes on
 the last system block, the last tool, and the last cacheable block of the
 second-to-last message (a rolling prefix that keeps hitting as an agent

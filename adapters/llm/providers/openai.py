@@ -1,6 +1,6 @@
 """OpenAI Responses API (``POST /v1/responses``): pure request/response codec.
 
-Wire facts this module exists to get right (attractor.md 1.7):
+Wire facts this module exists to get right (the ULS does not state them):
 - a ``function_call`` item has an item ``id`` (``fc_...``) and a ``call_id``
   (``call_...``); tool results echo ``call_id``. Streamed argument deltas
   carry only ``item_id``, so the decoder maps item id -> call id from
