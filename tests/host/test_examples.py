@@ -318,6 +318,7 @@ def test_fs_notes_writes_and_lists_files_under_the_granted_root(example_kernel, 
     root = kernel.granted / "notes-root"
     root.mkdir()
     doc, wasm = bundle("fs-notes", grant_root=str(root))
+    (tmp_path / "elsewhere").mkdir()  # exists, but is not under a directory the kernel grants
     outside_doc, _ = bundle("fs-notes", grant_root=str(tmp_path / "elsewhere"))
     wf = "demo/fs-notes@1"
 
