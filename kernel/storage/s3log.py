@@ -7,7 +7,7 @@ How it works (SlateDB's writer fencing, on any ``ObjectStore``):
   generation (epoch). Nothing is ever overwritten or deleted here.
 - **Open** (a host starting, or restarting, its log): bump the head's epoch
   with ``If-Match``, then write a *fence* object (an empty batch of the new
-  epoch) at the first free seq, then append after it.
+  epoch) past the last object, then append after it.
 - **Append**: PUT the turn at the writer's next seq with ``If-None-Match``.
   Success means the turn is in the store and may be acknowledged. A 412
   means the slot is taken: if it holds this writer's own bytes (a retried
@@ -17,11 +17,18 @@ How it works (SlateDB's writer fencing, on any ``ObjectStore``):
 - **Fence** (someone taking over a dead or stolen-from host's log): the same
   head bump and fence object, without becoming the writer.
 
+Placing the fence: the fencer tries the first free seq. A live zombie that
+always has its next turn ready wins that race every time (its PUT leaves as
+soon as its last one returns), so after each lost slot the fencer jumps
+ahead by a doubling stride (1, 2, 4, ...) and, once its fence lands, *plugs*
+every empty slot below it with more fence objects, highest first.
+
 Why a zombie cannot append after the fence: a generation writes seq n only
-after its write of n-1 succeeded, so it reaches the fence's slot before any
-slot beyond it, and loses that slot to the fence. If the zombie wins the
-slot first, the fencer moves to the next one; either way every batch of the
-old generation is below the fence, and the fence is final.
+after its write of n-1 succeeded. It therefore stops at the first slot it
+did not write, and that slot is at or below the fence; once the plugging is
+done every slot below the fence is taken, so every batch the old generation
+will ever have is below the first plug or fence it met, and a reader who
+scans up to the first object of a newer generation has all of them.
 """
 
 from __future__ import annotations
@@ -174,6 +181,51 @@ class ObjectLogs:
         return self._fence(log, by, become_writer=False, after=after)
 
     def _fence(self, log: str, by: str, *, become_writer: bool, after: int = -1) -> FenceResult:
+        new, etag = self._bump_head(log, by, become_writer)
+        base = max(after, new.fence_seq)
+        present = self._listed(log, base)
+        end = max(present, default=base) + 1
+        floor = next(seq for seq in range(base + 1, end + 1) if seq not in present)
+        occupied = set(present)
+        # Claim a slot past the writer. A live writer always has its next turn ready, so
+        # a fencer that only ever tries the next slot loses every race; jumping ahead by a
+        # doubling stride gets in front of it within a few tries.
+        target, stride = end, 1
+        newer: LogBatch | None = None
+        for _ in range(MAX_SLOT_RACES):
+            found = self._claim(log, target, new.epoch, by)
+            if found is None:
+                break
+            if found.epoch >= new.epoch:
+                if become_writer:
+                    raise Fenced(f"log {log}: generation {new.epoch} was fenced by {found.epoch} while opening")
+                newer = found  # a newer generation's fence is at or before this slot: the old ones are over
+                break
+            occupied.add(target)
+            target += stride
+            stride *= 2
+        else:
+            raise StorageUnavailable(f"log {log}: the old writer kept winning slots; gave up fencing")
+        # Plug every empty slot below the fence, highest first: the old writer writes
+        # contiguously, so it stops at the first plug it reaches, and once every slot below
+        # the fence is taken, nothing of an older generation can ever appear there.
+        for seq in range(target - 1, floor - 1, -1):
+            if seq not in occupied:
+                self._plug(log, seq, new.epoch, by)
+        if newer is not None:
+            return FenceResult(log, newer.epoch, target)
+        try:
+            # where the fence is, so the next fencer lists from here; the fence holds either way
+            self.objects.put(
+                log_head_key(log), codec.encode_log_head(LogHead(log, new.epoch, new.owner, target)), if_match=etag
+            )
+        except PreconditionFailed:
+            if become_writer:
+                raise Fenced(f"log {log}: generation {new.epoch} was superseded while opening") from None
+        return FenceResult(log, new.epoch, target)
+
+    def _bump_head(self, log: str, by: str, become_writer: bool) -> tuple[LogHead, str]:
+        """Make a new generation the log's newest (``If-Match``); return its head and ETag."""
         head_key = log_head_key(log)
         for _ in range(MAX_HEAD_RACES):
             stored = self.objects.get(head_key)
@@ -184,54 +236,51 @@ class ObjectLogs:
                     head_key, codec.encode_log_head(new),
                     if_none_match=stored is None, if_match=None if stored is None else stored.etag,
                 )
-                break
+                return new, etag
             except PreconditionFailed:
                 continue  # another opener or fencer bumped it first: bump past theirs
-        else:
-            raise StorageUnavailable(f"log {log}: its head kept changing; gave up fencing")
-        seq = self.next_free(log, max(after, old.fence_seq))
-        for _ in range(MAX_SLOT_RACES):
-            key = log_key(log, seq)
-            data = codec.encode_batch(LogBatch(log, seq, new.epoch, by, (), fence=True))
-            try:
-                self.objects.put(key, data, if_none_match=True)
-                break
-            except PreconditionFailed:
-                existing = self.objects.get(key)
-                if existing is None:
-                    raise CorruptObject(f"log {log}: seq {seq} refused our write but holds nothing") from None
-                found = codec.decode_batch(existing.data, log, seq)
-                verdict = classify_slot(data, existing.data, found, new.epoch)
-                if verdict is Slot.OWN:
-                    break
-                if verdict is Slot.NEWER:
-                    if become_writer:
-                        raise Fenced(f"log {log}: generation {new.epoch} was fenced by {found.epoch} while opening") from None
-                    # a newer generation's fence is at or before this slot: the old generations are over
-                    return FenceResult(log, found.epoch, seq)
-                seq += 1  # the old generation won this slot; its next append will lose the next one
-        else:
-            raise StorageUnavailable(f"log {log}: the old writer kept winning slots; gave up fencing")
+        raise StorageUnavailable(f"log {log}: its head kept changing; gave up fencing")
+
+    def _claim(self, log: str, seq: int, epoch: int, by: str) -> LogBatch | None:
+        """Put a fence at ``seq``; None if it is there (now or from our own earlier attempt), else what is."""
+        key = log_key(log, seq)
+        data = codec.encode_batch(LogBatch(log, seq, epoch, by, (), fence=True))
         try:
-            # where the fence is, so the next fencer lists from here; the fence holds either way
-            self.objects.put(head_key, codec.encode_log_head(LogHead(log, new.epoch, new.owner, seq)), if_match=etag)
+            self.objects.put(key, data, if_none_match=True)
+            return None
         except PreconditionFailed:
-            if become_writer:
-                raise Fenced(f"log {log}: generation {new.epoch} was superseded while opening") from None
-        return FenceResult(log, new.epoch, seq)
+            pass
+        existing = self.objects.get(key)
+        if existing is None:  # nothing is ever deleted from a log: the store is not S3-like
+            raise CorruptObject(f"log {log}: seq {seq} refused our write but holds nothing")
+        found = codec.decode_batch(existing.data, log, seq)
+        return None if classify_slot(data, existing.data, found, epoch) is Slot.OWN else found
+
+    def _plug(self, log: str, seq: int, epoch: int, by: str) -> None:
+        try:
+            self.objects.put(log_key(log, seq), codec.encode_batch(LogBatch(log, seq, epoch, by, (), fence=True)),
+                             if_none_match=True)
+        except PreconditionFailed:
+            pass  # the old writer (or another fencer) filled it: either way it is taken
+
+    def _listed(self, log: str, after: int) -> set[int]:
+        """Seqs present past ``after``."""
+        start_after = log_key(log, after) if after >= 0 else ""
+        return {
+            seq for key in self.objects.list(log_prefix(log), start_after)
+            if (seq := parse_seq(key.rsplit("/", 1)[-1])) is not None and seq > after
+        }
 
     def next_free(self, log: str, after: int = -1) -> int:
         """The first seq past the last object, listing from ``after`` (a seq known to exist, or -1)."""
-        last = after
-        start_after = log_key(log, after) if after >= 0 else ""
-        for key in self.objects.list(log_prefix(log), start_after):
-            seq = parse_seq(key.rsplit("/", 1)[-1])
-            if seq is not None and seq > last:
-                last = seq
-        return last + 1
+        return max(self._listed(log, after), default=after) + 1
 
     def read(self, log: str, start: int = 0) -> Iterator[LogBatch]:
-        """Objects from ``start`` in seq order, up to the end as listed when the read began."""
+        """Objects from ``start`` in seq order, up to the first missing seq as listed when the read began.
+
+        A missing seq below later objects is a fence still being plugged (or
+        a fencer that died plugging): ``recover`` fences again, which plugs it.
+        """
         check_name(log, "log id")
         expected = start
         start_after = log_key(log, start - 1) if start > 0 else ""
@@ -240,7 +289,7 @@ class ObjectLogs:
             if seq is None:
                 continue  # the head
             if seq != expected:
-                raise CorruptObject(f"log {log}: seq {expected} is missing but {seq} exists")
+                return
             yield self._batch(log, seq)
             expected += 1
 
@@ -264,17 +313,27 @@ class ObjectLogs:
     def recover(self, log: str, generation: int, start: int, by: str) -> GenerationScan:
         """Every batch generation ``generation`` wrote from ``start``, once it can write no more.
 
-        Reads from ``start``; if no later generation has fenced the log yet,
-        fences it (as ``by``) and reads on to the fence. The result is final:
-        the generation can never add a batch to it.
+        Reads from ``start``; if no later generation has fenced the log yet
+        (or a fence is not plugged down to here), fences it (as ``by``) and
+        reads on to the fence. The result is final: the generation can never
+        add a batch to it. A batch of the generation found past the end (it
+        wrote past a slot that is now plugged, so an object went missing) is
+        ``CorruptObject``, never a silently shorter history.
         """
         scan = GenerationScan(generation, start)
         for batch in self.read(log, start):
             if scan.feed(batch):
                 return scan
         # list from the last object we read (if any): ``after`` must name an object that exists
-        self.fence(log, by, after=scan.next_seq - 1 if scan.next_seq > start else -1)
+        fence = self.fence(log, by, after=scan.next_seq - 1 if scan.next_seq > start else -1)
         for batch in self.read(log, scan.next_seq):
             if scan.feed(batch):
-                return scan
-        raise CorruptObject(f"log {log}: fenced, but the fence is not in the log past seq {scan.next_seq}")
+                break
+        else:
+            raise CorruptObject(f"log {log}: fenced, but the fence is not in the log past seq {scan.next_seq}")
+        assert scan.end is not None
+        for seq in range(scan.end + 1, fence.seq):
+            later = self._batch(log, seq)
+            if later.epoch == generation and not later.fence:
+                raise CorruptObject(f"log {log}: generation {generation} has seq {seq} past a missing seq")
+        return scan

@@ -5,6 +5,8 @@ recovery of a generation's final batches, and refusal of gaps and garbage.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from aos.errors import Fenced
@@ -112,15 +114,60 @@ def test_garbage_in_the_next_slot_is_corrupt_not_data(backend: Backend) -> None:
         list(ObjectLogs(store).read("host-a"))
 
 
-def test_a_gap_in_the_log_is_reported(backend: Backend) -> None:
-    """Reading refuses a log with a missing seq instead of skipping over it."""
+def test_a_batch_past_a_missing_seq_is_corrupt(backend: Backend) -> None:
+    """A read stops at a missing seq, and recovery refuses a generation that has a batch past one (an object went missing)."""
     store = backend.open()
     writer = ObjectLogs(store).open("host-a", "host-a")
     writer.append(ops(0))
-    stray = LogBatch("host-a", 5, writer.epoch, "host-a", tuple(ops(9)))
-    store.put(log_key("host-a", 5), codec.encode_batch(stray), if_none_match=True)
+    stray = LogBatch("host-a", 3, writer.epoch, "host-a", tuple(ops(9)))
+    store.put(log_key("host-a", 3), codec.encode_batch(stray), if_none_match=True)
+    assert [b.seq for b in ObjectLogs(store).read("host-a")] == [0, 1]
     with pytest.raises(CorruptObject):
-        list(ObjectLogs(store).read("host-a"))
+        ObjectLogs(backend.open()).recover("host-a", writer.epoch, 1, by="host-b")
+
+
+def test_holes_left_by_a_dead_fencer_are_plugged(backend: Backend) -> None:
+    """A fence that landed past empty slots (its fencer died before plugging them) is completed by the next fencer."""
+    store = backend.open()
+    writer = ObjectLogs(store).open("host-a", "host-a")
+    writer.append(ops(0))
+    dead = LogBatch("host-a", 5, writer.epoch + 1, "dead-fencer", (), fence=True)
+    store.put(log_key("host-a", 5), codec.encode_batch(dead), if_none_match=True)
+    assert writer.append(ops(1)) == 2  # the slots below the dead fencer's fence are still free
+    scan = ObjectLogs(backend.open()).recover("host-a", writer.epoch, 1, by="host-b")
+    assert [b.seq for b in scan.batches] == [1, 2]
+    with pytest.raises(Fenced):
+        writer.append(ops(2))
+    seqs = [b.seq for b in ObjectLogs(backend.open()).read("host-a")]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 6  # no hole is left below any fence
+
+
+def test_a_fencer_overtakes_a_writer_that_never_pauses(backend: Backend) -> None:
+    """A writer appending back to back is still fenced within a few slots, and recovery has every batch it acknowledged."""
+    writer = ObjectLogs(backend.open()).open("host-a", "host-a")
+    acked: list[int] = []
+    started = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while True:
+            try:
+                acked.append(writer.append(ops(n)))
+            except Fenced:
+                return
+            n += 1
+            started.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert started.wait(30)
+    fencer = ObjectLogs(backend.open())
+    result = fencer.fence("host-a", by="host-b")
+    thread.join(60)
+    assert not thread.is_alive()
+    assert all(seq < result.seq for seq in acked)
+    scan = fencer.recover("host-a", writer.epoch, 1, by="host-b")
+    assert [b.seq for b in scan.batches] == acked
 
 
 def test_an_object_copied_under_another_seq_is_refused(backend: Backend) -> None:
