@@ -43,6 +43,8 @@ enum ErrorCode {
   staleEpoch @11;       # the writer's epoch is older than the journal's
   # Everything else.
   internal @12;         # a kernel bug; the kernel logs details, the caller gets an id
+  # Limits per connection (calls in flight, subscriptions, uploads; see docs/security.md).
+  resourceExhausted @13;
 }
 # Wire names are the enumerant names with the first letter upper-cased,
 # e.g. `aos.StaleEpoch: ...`.
