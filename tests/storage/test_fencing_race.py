@@ -111,3 +111,86 @@ def test_two_kernels_race_one_world(backend: Backend, scratch: str) -> None:
     acquisitions = sum(stats[0] for _, stats in results)
     assert history.head is not None and history.head.epoch == acquisitions  # every acquire, once
     assert min(stats[0] for _, stats in results) > 10  # both really owned it, many times
+
+
+# --- crash points -------------------------------------------------------------------------------
+
+
+def host(backend: Backend, name: str) -> WorldHeads:
+    store = backend.open()
+    logs = ObjectLogs(store)
+    return WorldHeads(store, logs, logs.open(name, name))
+
+
+def crash(backend: Backend, scenario: str, scratch: str) -> dict[int, str]:
+    """Run ``crash_worker.py`` until it kills itself at the scenario's point; return what it acknowledged."""
+    acks_path = os.path.join(scratch, "acks")
+    done = backend.run(CRASH, scenario, acks_path)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    if not os.path.exists(acks_path):
+        return {}
+    with open(acks_path) as f:
+        return {int(seq): payload for seq, payload in (line.split() for line in f)}
+
+
+def written(n: int) -> list[bytes]:
+    return [f"a:{i}".encode() for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "landed"),
+    [
+        ("append-before-put", 5),  # the sixth turn never reached the store: not acknowledged, not there
+        ("append-after-put", 6),  # it reached the store but was never acknowledged: it is history now
+        ("checkpoint-after-segment", 5),  # the segment is there, the head never moved
+        ("release-after-segment", 5),  # a hand-over cut short: the head still names the dead owner
+    ],
+)
+def test_the_next_owner_recovers_a_dead_writer(backend: Backend, scratch: str, scenario: str, landed: int) -> None:
+    """Whatever point a writer dies at, the next owner's history has every acknowledged record, once, in order."""
+    acks = crash(backend, scenario, scratch)
+    assert acks == {i: f"a:{i}" for i in range(5)}
+    b = host(backend, "host-b")
+    own = b.acquire("crash", "w")
+    assert own.epoch == 2 and own.next_seq == landed
+    b.commit_turn({own: [b"b:0"]})
+    history = WorldHeads(backend.open()).history("crash", "w")
+    assert history.records == (*written(landed), b"b:0")
+    assert any(batch.fence and batch.writer == "host-b" for batch in ObjectLogs(backend.open()).read("host-a"))
+    segments = list(backend.open().list("u/crash/worlds/w/seg/"))
+    assert segments == ["u/crash/worlds/w/seg/00000000000000000000"]  # a crashed flush is reused, not doubled
+
+
+@pytest.mark.parametrize("scenario", ["takeover-after-fence", "takeover-after-segment"])
+def test_a_takeover_cut_short_still_stops_the_zombie(backend: Backend, scratch: str, scenario: str) -> None:
+    """A thief that dies mid-takeover has already fenced the old owner, which can never append again; a third host recovers it all."""
+    a = host(backend, "host-a")
+    own = a.acquire("crash", "w")
+    for n in range(5):
+        a.commit_turn({own: [f"a:{n}".encode()]})
+    crash(backend, scenario, scratch)  # host-b fences host-a's log, then dies before the head update
+    head = WorldHeads(backend.open()).head("crash", "w")
+    assert head is not None and head.owner == "host-a" and head.epoch == 1  # the thief never got the head
+    with pytest.raises(Fenced):
+        a.commit_turn({own: [b"zombie"]})  # host-a still believes it owns the world
+    c = host(backend, "host-c")
+    mine = c.acquire("crash", "w")
+    assert mine.epoch == 2 and mine.next_seq == 5
+    assert WorldHeads(backend.open()).history("crash", "w").records == tuple(written(5))
+
+
+def test_an_open_cut_short_fences_nobody_until_a_real_fence(backend: Backend, scratch: str) -> None:
+    """A reopen that died between the log head bump and its fence leaves the writer working; the next real open stops it."""
+    a = host(backend, "host-a")
+    own = a.acquire("crash", "w")
+    for n in range(3):
+        a.commit_turn({own: [f"a:{n}".encode()]})
+    crash(backend, "open-after-head-bump", scratch)
+    for n in range(3, 5):
+        a.commit_turn({own: [f"a:{n}".encode()]})  # no fence object exists: nobody else wrote this log
+    restarted = host(backend, "host-a")
+    with pytest.raises(Fenced):
+        a.commit_turn({own: [b"zombie"]})
+    again = restarted.acquire("crash", "w")
+    assert again.next_seq == 5 and again.epoch == 2
+    assert WorldHeads(backend.open()).history("crash", "w").records == tuple(written(5))
