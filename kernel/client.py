@@ -348,6 +348,10 @@ class _JournalPusher(journal_capnp.JournalSubscriber.Server):  # type: ignore[mi
 
 
 class JournalClient(RemoteCap):
+    """The raw journals of one universe (journal.capnp): named, append-only logs of opaque
+    records. They are not worlds: a ``world`` parameter names a journal (the wire's
+    historical name), and a world's own journal is read with ``WorldClient.journal``."""
+
     interface = journal_capnp.Journal
 
     async def append(self, world: str, expected_seq: int, epoch: int, records: list[bytes]) -> int:
