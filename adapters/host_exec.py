@@ -24,8 +24,8 @@ variables the grant lists in ``inherit_env`` whose names do not look like
 secrets, then the params' ``env``, whose names must be in the grant's
 ``allow_env`` and never one that changes what a program loads or runs
 (``LD_*``, ``BASH_ENV``, ``PYTHON*``, ``GIT_*``, ...: ``exec_env.DENIED``,
-refused whatever the grant says). An ``env`` value ``{"secret": "NAME"}`` is resolved through
-``call.secrets``; its value is replaced by ``[redacted]`` in the captured
+refused whatever the grant says). An ``env`` value ``{"secret": "NAME"}`` is
+resolved through ``call.secrets``; its value is replaced by ``[redacted]`` in the captured
 output, in stream frames (which hold back enough bytes to catch a value
 split across reads) and in the receipt.
 
@@ -306,7 +306,8 @@ class HostExecAdapter:
         for name in inherit:
             why = exec_env.denied(name)
             if why is not None:
-                raise Fail("bad_grant", f"grant parameter 'inherit_env' names {name!r}, which host.exec never passes: {why}")
+                raise Fail("bad_grant",
+                           f"grant parameter 'inherit_env' names {name!r}, which host.exec never passes: {why}")
             if name in os.environ and not looks_secret(name):
                 env[name] = os.environ[name]
         extra = params.get("env") or {}

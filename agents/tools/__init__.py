@@ -3,7 +3,9 @@
 ``edit`` (search and replace with a tolerant fallback), ``patch`` (the v4a
 ``apply_patch`` format) and ``search`` (grep and glob over an injected file
 walk) do no I/O: they take text and callables and return values or raise a
-``ToolError``. ``aos.adapters.host_fs_tools`` runs them against a host
+``ToolError``. Their input comes from a model or a world, so their cost is
+bounded: regexes run in RE2 (``regex``), and each takes a ``Deadline``
+(``limits``) past which it raises ``ToolTimeout``. ``aos.adapters.host_fs_tools`` runs them against a host
 directory under a ``host.fs`` grant.
 """
 
@@ -16,7 +18,9 @@ from .errors import (
     PatchError,
     PatchInvalid,
     ToolError,
+    ToolTimeout,
 )
+from .limits import Deadline
 from .patch import (
     AddFile,
     DeleteFile,
@@ -34,6 +38,7 @@ from .search import GlobResult, GrepMatch, GrepResult, glob, glob_matcher, grep
 
 __all__ = [
     "AddFile",
+    "Deadline",
     "DeleteFile",
     "Edit",
     "EditAmbiguous",
@@ -49,6 +54,7 @@ __all__ = [
     "PatchInvalid",
     "PatchResult",
     "ToolError",
+    "ToolTimeout",
     "UpdateFile",
     "apply_patch",
     "diff_patch",
