@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="")
     create.add_argument("--grant-root", default=None, metavar="DIR", help="substitute ${AOS_GRANT_ROOT} in the manifest")
     world.add_parser("ls", help="list worlds")
-    send = world.add_parser("send", help="send an event")
+    send = world.add_parser(
+        "send", help="send an event (exit 3: journaled, but every workflow it reached trapped)",
+        description="Send an event. Prints its journal position; each workflow that trapped on it is named on "
+                    "stderr with the trap's message. Exit status: 0; 1 if it was refused (nothing journaled); "
+                    "3 if it was journaled but every workflow it reached trapped (sending it again repeats it).")
     send.add_argument("world")
     send.add_argument("schema")
     send.add_argument("value", help="the event value as JSON")

@@ -166,3 +166,10 @@ def test_journal_views_show_an_error_receipts_code_and_message(kernel, env):
     seen = shell(kernel, env, "world f1; journal")
     assert seen.returncode == 0, seen.stderr
     assert f"error for {receipt['intent_hash'][:19]}: {code}: " in seen.stdout
+
+
+def test_send_help_documents_the_exit_statuses(env):
+    """`aos world send --help` says what exit statuses 1 and 3 mean."""
+    text = " ".join(aos(env, "world", "send", "--help").stdout.split())
+    assert "1 if it was refused (nothing journaled)" in text
+    assert "3 if it was journaled but every workflow it reached trapped" in text
