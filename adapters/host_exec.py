@@ -8,7 +8,9 @@ is looked up on the kernel's own PATH (``exec_path``: ``AOS_EXEC_PATH`` or
 the kernel's ``PATH``, keeping only absolute directories outside the grant's
 directory that not everyone can write), never on one the world supplies,
 and never resolving to a file inside the grant's directory, so a world
-cannot shadow an allowed command with a file it wrote. Under an allow list a
+cannot shadow an allowed command with a file it wrote. (With a shell or no
+allow list the world may run anything, so there the kernel's PATH is kept
+whole, less relative entries.) Under an allow list a
 name with a ``/`` must be an absolute path listed exactly: a relative one
 (``./echo``) would run whatever file is at that place below the working
 directory, so it is refused even if listed. The child runs in the grant's
@@ -143,13 +145,13 @@ def _inside(path: str, base: str) -> bool:
     return base != "/" and (path == base or path.startswith(base.rstrip("/") + "/"))
 
 
-def exec_path(root: str) -> str:
+def exec_path(root: str, strict: bool = True) -> str:
     """The PATH commands are looked up on, and that children get: the kernel's
     ``AOS_EXEC_PATH`` or ``PATH`` (or ``DEFAULT_PATH``), keeping only absolute
-    directories that exist, are outside ``root`` (the grant's directory, which
-    the world may write) and are not writable by everyone (a ``/tmp/bin`` would
-    let any process plant an ``echo``). Never empty: an empty PATH means the
-    current directory to ``execvp``."""
+    directories that exist and, if ``strict``, are outside ``root`` (the
+    grant's directory, which the world may write) and are not writable by
+    everyone (a ``/tmp/bin`` would let any process plant an ``echo``). Never
+    empty: an empty PATH means the current directory to ``execvp``."""
     raw = os.environ.get("AOS_EXEC_PATH") or os.environ.get("PATH") or DEFAULT_PATH
     keep: list[str] = []
     for d in raw.split(":"):
@@ -160,7 +162,7 @@ def exec_path(root: str) -> str:
             info = os.stat(real)
         except OSError:
             continue
-        if _inside(real, root) or not stat.S_ISDIR(info.st_mode) or info.st_mode & stat.S_IWOTH:
+        if not stat.S_ISDIR(info.st_mode) or strict and (_inside(real, root) or info.st_mode & stat.S_IWOTH):
             continue
         keep.append(d)
     return ":".join(keep) or "/nonexistent"
@@ -235,12 +237,18 @@ class HostExecAdapter:
         argv = list(argv)
         cwd = _confine(root, p_str(params, "cwd", ".")) if params.get("cwd") is not None else root
 
-        host_path = exec_path(root)
+        shell = p_bool(params, "shell", False)
+        if shell and grant.get("shell") is not True:
+            raise Fail("not_allowed", "the grant does not allow shell commands")
+        # Under an allow list the PATH decides which program an allowed name (and every name the
+        # program runs) is, so it must hold nothing the world can write. With a shell or no allow
+        # list the world may run any program anyway: the kernel's PATH is kept whole, so that a
+        # repository's own tools (REPO/.venv/bin on the operator's PATH) still work for an agent.
+        restricted = allow is not None and not shell
+        host_path = exec_path(root, strict=restricted)
         env = self._env(call, host_path, scrub)
 
-        if p_bool(params, "shell", False):
-            if grant.get("shell") is not True:
-                raise Fail("not_allowed", "the grant does not allow shell commands")
+        if shell:
             if len(argv) != 1:
                 raise Fail("invalid_params", "with shell: true, 'argv' is one script string")
             argv = ["/bin/sh", "-c", argv[0]]
@@ -263,7 +271,7 @@ class HostExecAdapter:
                 found = shutil.which(cmd, path=host_path)
                 if found is None:
                     raise Fail("not_found", f"command {cmd!r} is not on the PATH")
-                if _inside(os.path.realpath(found), root):
+                if restricted and _inside(os.path.realpath(found), root):
                     raise Fail("not_allowed", f"command {cmd!r} resolves to a file inside the grant's directory")
                 executable = found
         size = sum(len(a.encode()) + 1 for a in argv) + sum(len(k) + len(v.encode()) + 2 for k, v in env.items())

@@ -270,6 +270,21 @@ def test_kernel_path_entries_the_world_could_write_are_skipped(work, marker, tmp
     assert r.payload["stdout"] == "real\n/usr/bin:/bin\n" and not marker.exists()
 
 
+def test_unrestricted_grants_keep_the_kernels_path(work, tmp_path, monkeypatch):
+    """With a shell grant (which may run anything anyway) the kernel's PATH is kept, so a repository's own tools still run."""
+    tools = work / ".venv" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "repo-tool").write_text("#!/bin/sh\necho repo tool\n")
+    (tools / "repo-tool").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:.:/usr/bin:/bin")
+    monkeypatch.delenv("AOS_EXEC_PATH", raising=False)
+    r = run_exec({"argv": ["repo-tool"], "shell": True}, {"cwd": str(work), "shell": True})
+    assert r.payload["stdout"] == "repo tool\n"
+    assert exec_path(os.path.realpath(work), strict=False).split(":") == [str(tools), "/usr/bin", "/bin"]
+    # the same name under an allow list is refused: it lives where the world can write
+    assert run_exec({"argv": ["repo-tool"]}, {"cwd": str(work), "allow": ["repo-tool"]}).error == "not_found"
+
+
 def test_a_command_that_resolves_into_the_grant_directory_is_refused(work, marker, tmp_path, monkeypatch):
     """A kernel PATH directory holding a symlink into the grant's directory does not make a world-written file runnable."""
     evil_script(work / "tool", marker)
