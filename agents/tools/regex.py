@@ -50,6 +50,7 @@ def compile_untrusted(
     what: str = "regular expression",
     shown: str | None = None,
     max_chars: int | None = MAX_PATTERN_CHARS,
+    max_mem: int = MAX_MEM,
 ) -> Any:
     """An RE2 program for ``prefix + pattern`` (``re``-like ``search``/``fullmatch``/
     ``finditer`` on text or bytes). ``never_nl``: no match ever contains a newline.
@@ -59,7 +60,7 @@ def compile_untrusted(
         raise ToolError(f"{what} is {len(pattern)} characters; the limit is {max_chars}")
     options = re2.Options()
     options.log_errors = False
-    options.max_mem = MAX_MEM
+    options.max_mem = max_mem
     options.case_sensitive = not case_insensitive
     options.never_nl = never_nl
     try:

@@ -35,6 +35,7 @@ from .regex import compile_untrusted
 MAX_LINE_CHARS = 2000  # a matching line longer than this is cut (minified files)
 MAX_GLOB_CHARS = 1024  # a longer glob pattern is refused
 MAX_BRACE_GROUPS = 32  # ... and so is one with more {..} groups (each nests a recursion)
+GLOB_MAX_MEM = 1 << 20  # RE2 memory for one compiled glob
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,9 @@ def _compile_glob(pattern: str) -> Any:
     alternatives = _expand_braces(pattern)
     # the translation is RE2 syntax too; its length is bounded by MAX_GLOB_CHARS x 256 alternatives
     source = "|".join(f"(?:{_translate(a)})" for a in alternatives)
-    return compile_untrusted(source, prefix="(?s)", what="glob pattern", shown=pattern, max_chars=None)
+    # a small memory budget: up to 64 of these stay cached (paths are short, so the DFA stays small)
+    return compile_untrusted(source, prefix="(?s)", what="glob pattern", shown=pattern, max_chars=None,
+                             max_mem=GLOB_MAX_MEM)
 
 
 def _expand_braces(pattern: str, limit: int = 256) -> list[str]:
