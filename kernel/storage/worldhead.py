@@ -183,6 +183,9 @@ class WorldHeads:
         log = self._writer()
         with self._lock:
             first, records, tail_start = own.flush_plan(log.next_seq)
+            assert own.head.tail is not None
+            if not records and snapshot is None and tail_start == own.head.tail.start:
+                return own.head  # nothing to move: an idle world's checkpoint costs no request
             self._write_segments(own.universe, own.world, first, records, own.epoch)
             head = checkpointed_head(own.head, first + len(records), tail_start, snapshot)
             own.flushed(head, self._swap_head(own, head), len(records))

@@ -171,3 +171,14 @@ def test_a_read_only_handle_cannot_acquire(backend: Backend) -> None:
     """Storage opened without a log can read histories but refuses to acquire a world."""
     with pytest.raises(OwnershipLost):
         reader(backend).acquire("u", "w")
+
+
+def test_an_idle_checkpoint_costs_nothing(backend: Backend) -> None:
+    """Checkpointing a world with nothing new to flush sends no request."""
+    a = host(backend, "host-a")
+    own = a.acquire("u", "w")
+    a.commit_turn({own: recs("w", 0, 2)})
+    a.checkpoint(own)
+    before = a.objects.counter.total  # type: ignore[attr-defined]
+    assert a.checkpoint(own) == own.head
+    assert a.objects.counter.total == before  # type: ignore[attr-defined]
