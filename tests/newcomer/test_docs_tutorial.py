@@ -109,7 +109,7 @@ class Terminal:
         if "stand_in.py" in command:
             return self.start_stand_in(command)
         if "world send poll2" in command and '"weight": 5' in command:
-            self.wait_for_the_close_timer()  # "Wait two seconds": until the timer's receipt is journaled
+            self.wait_for_the_close_timer()  # "Wait ten seconds": until the timer's receipt is journaled
         done = subprocess.run(["bash", "-c", command], cwd=REPO, env=self.env, capture_output=True, text=True,
                               timeout=120, check=False)
         self.status = done.returncode
@@ -132,7 +132,7 @@ class Terminal:
         assert proc.stderr is not None
         return [proc.stderr.readline().rstrip("\n")]  # written once the variables are in the file
 
-    def wait_for_the_close_timer(self, timeout: float = 30.0) -> None:
+    def wait_for_the_close_timer(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             listed = subprocess.run([".venv/bin/aos", "--json", "world", "journal", "poll2"], cwd=REPO, env=self.env,
