@@ -5,10 +5,13 @@
     aos journal append JOURNAL TEXT...   aos journal read JOURNAL   aos journal tail JOURNAL
     aos journal ls
     aos world ...                 hosted worlds (aos/cli_world.py)
+    aos agent run TASK [--repo R] [--twin]   aos agent replay SESSION   (aos/cli_agent.py)
     aos demo                      start a kernel on embedded defaults and show it working
 
-Global options pick the kernel (``--connect``, ``$AOS_CONNECT``), the token
-(``--token-file``, default the local kernel's admin token) and the universe.
+Global options pick the kernel (``--connect``, ``$AOS_CONNECT``; TLS with
+``--tls-ca``), the token (``--token-file``, default the local kernel's admin
+token; a saved, attenuated token serves the commands of its kind) and the
+universe (see ``aos.cli_connect``).
 Output is for people; ``--json`` prints one JSON document for programs (a
 live view, ``tail`` or ``agent run``, prints one per line). JSON has no byte
 strings: bytes appear as ``{"$bytes": "<base64>"}``, everywhere, the same
@@ -25,7 +28,6 @@ world ``w1``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
