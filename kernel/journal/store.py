@@ -73,9 +73,9 @@ class JournalStore:
         if head is None:
             head = self._heads[world_key] = WorldHead(0, epoch, 0)
         if epoch < head.epoch:
-            raise StaleEpoch(f"world {world}: epoch {epoch} is older than the world's epoch {head.epoch}")
+            raise StaleEpoch(f"journal {world}: epoch {epoch} is older than the journal's epoch {head.epoch}")
         if expected_seq != head.next_seq:
-            raise SeqConflict(f"world {world}: expected seq {expected_seq}, but the next seq is {head.next_seq}")
+            raise SeqConflict(f"journal {world}: expected seq {expected_seq}, but the next seq is {head.next_seq}")
         first = head.next_seq
         head.next_seq = first + len(records)
         head.epoch = epoch
@@ -104,7 +104,7 @@ class JournalStore:
         if head is None:
             head = self._heads[world_key] = WorldHead(0, epoch, 0)
         if epoch < head.epoch:
-            raise StaleEpoch(f"world {world}: epoch {epoch} is older than the world's epoch {head.epoch}")
+            raise StaleEpoch(f"journal {world}: epoch {epoch} is older than the journal's epoch {head.epoch}")
         head.epoch = epoch
         await self._committer.commit([Op("heads", world_key, _HEAD.pack(head.next_seq, epoch))])
         return head.next_seq
