@@ -62,8 +62,12 @@ def read_bundle(directory: str | Path) -> tuple[dict[str, Any], dict[str, bytes]
         doc = json.loads((root / "manifest.json").read_text())
     except OSError as exc:
         raise ManifestError("$", f"cannot read {root / 'manifest.json'}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ManifestError("$", f"{root / 'manifest.json'} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ManifestError("$", f"{root / 'manifest.json'} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError("$", f"{root / 'manifest.json'} nests too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestError("$", "a manifest is a JSON object")
     wasm: dict[str, bytes] = {}

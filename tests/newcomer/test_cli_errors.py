@@ -71,7 +71,7 @@ VARIANTS = {
                                          "No such file or directory"),
     "world create from a missing directory": (["world", "create", "@tmp@/nowhere"], "ManifestError"),
     "world create, manifest is a directory": (["world", "create", "@dir_manifest@"], ""),
-    "world create, manifest of random bytes": (["world", "create", "@binary@"], ""),
+    "world create, manifest of random bytes": (["world", "create", "@binary@"], "manifest.json is not UTF-8 text"),
     "world create, truncated manifest": (["world", "create", "@broken@"], ""),
     # tokens
     "token file of random bytes": (["--token-file", "@random@", "status"], "does not hold a token"),
