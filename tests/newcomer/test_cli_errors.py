@@ -84,7 +84,7 @@ VARIANTS = {
     "deeply nested event value": (["world", "send", "c1", "demo/CounterEvent@1", DEEP_ARRAY], "bad JSON"),
     "deeply nested object value": (["world", "send", "c1", "demo/CounterEvent@1", DEEP_OBJECT], "bad JSON"),
     "deeply nested cell key": (["world", "state", "c1", "demo/cells@1", "--key", DEEP_ARRAY], "bad JSON"),
-    "deeply nested manifest": (["world", "create", "@deep@"], "bad JSON"),
+    "deeply nested manifest": (["world", "create", "@deep@"], "manifest.json nests too deeply"),
     "malformed event value": (["world", "send", "c1", "demo/CounterEvent@1", '{"by": 5'], "not valid JSON"),
     "a float where ints live": (["world", "send", "c1", "demo/CounterEvent@1", '{"by": 1.5}'], "no floats"),
     "an int past 64 bits": (["world", "send", "c1", "demo/CounterEvent@1", '{"by": 99999999999999999999999}'],
@@ -129,7 +129,7 @@ SHELL_VARIANTS = {
     "token file of random bytes": (["--token-file", "@random@", "-c", "worlds"], "does not hold a token"),
     "deeply nested event value": (["-c", f"world c1; send demo/CounterEvent@1 {DEEP_ARRAY}"], "bad JSON"),
     "deeply nested cell key": (["-c", f"world c1; state demo/cells@1 --key {DEEP_OBJECT}"], "bad JSON"),
-    "deeply nested manifest": (["-c", "create @deep@"], "bad JSON"),
+    "deeply nested manifest": (["-c", "create @deep@"], "manifest.json nests too deeply"),
     "missing TLS CA file": (["--connect", "tcp:127.0.0.1:1", "--tls-ca", "@tmp@/none.pem", "-c", "worlds"],
                             "No such file or directory"),
 }
