@@ -35,6 +35,7 @@ class KernelConfig:
     python_modules: Python workflow modules worlds may run besides the project's own
         (``--python-module``, ``AOS_PYTHON_MODULES`` comma-separated; ``pkg.*`` for a package).
     python_step_seconds: a Python workflow step running longer traps (``AOS_PYTHON_STEP_SECONDS``).
+    metrics: ``HOST:PORT`` for Prometheus metrics at ``/metrics`` (``AOS_METRICS``; ``""``: none).
     """
 
     data_dir: str = field(default_factory=default_data_dir)
@@ -47,6 +48,7 @@ class KernelConfig:
     host_roots: tuple[str, ...] = ()
     python_modules: tuple[str, ...] = ()
     python_step_seconds: float = 10.0
+    metrics: str = ""
 
     @property
     def default_socket(self) -> str:
@@ -69,6 +71,8 @@ def from_env(**overrides: object) -> KernelConfig:
         values["python_modules"] = tuple(m for m in os.environ["AOS_PYTHON_MODULES"].split(",") if m.strip())
     if "AOS_PYTHON_STEP_SECONDS" in os.environ:
         values["python_step_seconds"] = float(os.environ["AOS_PYTHON_STEP_SECONDS"])
+    if os.environ.get("AOS_METRICS"):
+        values["metrics"] = os.environ["AOS_METRICS"]
     if "AOS_HEALTH" in os.environ:
         values["health"] = os.environ["AOS_HEALTH"]
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="unix:PATH or tcp:HOST:PORT; repeatable (default: unix:DATA/kernel.sock)",
     )
     parser.add_argument("--health", metavar="HOST:PORT", help="gRPC health endpoint (default 127.0.0.1:0; '' = off)")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: $AOS_METRICS, else off)")
     parser.add_argument("--tls-cert", metavar="PEM", help="certificate for TCP listeners (with --tls-key)")
     parser.add_argument("--tls-key", metavar="PEM", help="private key for TCP listeners")
     parser.add_argument(
@@ -97,6 +99,13 @@ def check(args: argparse.Namespace) -> None:
             raise InvalidArgument(f"--health {health!r}: use HOST:PORT (port 0 picks a free one; '' turns it off)")
         if int(port):
             _can_listen(host.strip("[]"), int(port), "--health")
+    metrics = args.metrics if args.metrics is not None else os.environ.get("AOS_METRICS")
+    if metrics:
+        host, sep, port = metrics.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidArgument(f"--metrics {metrics!r}: use HOST:PORT (port 0 picks a free one)")
+        if int(port):
+            _can_listen(host.strip("[]"), int(port), "--metrics")
 
 
 def _can_listen(host: str, port: int, option: str) -> None:
@@ -157,6 +166,7 @@ async def run(args: argparse.Namespace) -> int:
         host_roots=tuple(os.path.abspath(d) for d in args.grant_host) if args.grant_host else None,
         idle_seconds=args.idle_seconds,
         python_modules=tuple(args.python_module) if args.python_module else None,
+        metrics=args.metrics,
     )
     server = KernelServer(config)
     stop = asyncio.Event()
@@ -165,6 +175,7 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     unwatch = lambda: None  # noqa: E731
+    metrics = None
     if args.exit_with:
         def parent_gone() -> None:
             reason[0] = "parent_exited"
@@ -178,6 +189,12 @@ async def run(args: argparse.Namespace) -> int:
             say(f"listening {address}")
         if server.health is not None:
             say(f"health grpc {server.health.address}")
+        if config.metrics and server.services is not None:
+            from aos.kernel.metrics import MetricsEndpoint
+
+            metrics = MetricsEndpoint(server.services, config.metrics)
+            await metrics.start()
+            say(f"metrics http://{metrics.address}/metrics")
         say(f"admin token: {server.admin_token_path}")
         # everything made at start-up lives as long as the process: keep the cyclic GC
         # from re-scanning it, and collect young objects less often (full collections
@@ -198,6 +215,8 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         unwatch()
+        if metrics is not None:
+            await metrics.stop()
         await server.stop()
         log.info("event=stopped")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import rocksdict
 
 from aos.errors import DataDirLocked, KernelError
+from aos.kernel.metrics import observe_commit
 
 log = logging.getLogger("aos.kernel.store")
 
@@ -140,6 +142,7 @@ class GroupCommitter:
                 continue
             turn, self._queue = self._queue, []
             ops = [op for batch, _ in turn for op in batch]
+            started = time.perf_counter()
             try:
                 await loop.run_in_executor(self._thread, self._store.write, ops)
             except BaseException as exc:
@@ -155,6 +158,7 @@ class GroupCommitter:
                 raise
             self.turns += 1
             self.ops += len(ops)
+            observe_commit(len(ops), len(turn), time.perf_counter() - started)
             for _, future in turn:
                 if not future.done():
                     future.set_result(None)

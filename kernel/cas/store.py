@@ -6,6 +6,7 @@ import hashlib
 import re
 
 from aos.errors import BlobNotFound, CorruptBlob, InvalidArgument
+from aos.kernel.metrics import cas_written
 from aos.kernel.names import key
 from aos.kernel.store import GroupCommitter, KernelStore, Op
 
@@ -34,6 +35,7 @@ class CasStore:
         blob_key = key(universe) + digest
         if self._store.get("cas", blob_key) is None:
             await self._committer.commit([Op("cas", blob_key, bytes(data))])
+            cas_written(universe, len(data))
         return "sha256:" + digest.hex()
 
     def get(self, universe: str, address: str) -> bytes:

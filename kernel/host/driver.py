@@ -77,6 +77,7 @@ class WorldDriver:
         self._slots = asyncio.Semaphore(MAX_COMMITS_IN_FLIGHT)
         self._commits: set[asyncio.Task[None]] = set()
         self._effects: dict[str, asyncio.Task[None]] = {}
+        self._effect_started: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
 
@@ -187,6 +188,9 @@ class WorldDriver:
         if inputs:
             self.stats.inputs += inputs
             self.stats.last_input_ms = time.time_ns() // 1_000_000
+            events = sum(1 for item, _, _ in answers if isinstance(item.record, EventRecord))
+            self.host.events[self.universe] += events
+            self.host.receipts[self.universe] += inputs - events
         for item, offset, rejected in answers:
             if item.future is None or item.future.done():
                 continue
@@ -214,7 +218,16 @@ class WorldDriver:
             return
         task = asyncio.get_running_loop().create_task(self._run_effect(intent))
         self._effects[intent.intent_hash] = task
-        task.add_done_callback(lambda _: self._effects.pop(intent.intent_hash, None))
+        self._effect_started[intent.intent_hash] = time.time_ns() // 1_000_000
+        task.add_done_callback(lambda _: self._effect_done(intent.intent_hash))
+
+    def _effect_done(self, intent_hash: str) -> None:
+        self._effects.pop(intent_hash, None)
+        self._effect_started.pop(intent_hash, None)
+
+    def running_effects(self) -> dict[str, int]:
+        """Intent hash -> when its adapter started (ms), for the effects running now."""
+        return dict(self._effect_started)
 
     async def _run_effect(self, intent: EffectIntentRecord) -> None:
         try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Adapter, EffectCall, Receipt
 from aos.errors import AosError
+from aos.kernel import metrics
 from aos.kernel.names import kernel_name
 from aos.kernel.world import cbor
 from aos.kernel.world.builtins import builtin_effect
@@ -207,6 +208,8 @@ class EffectDispatcher:
             result = await adapter.run(safe, _Secrets(self.secrets), frame)
         except AosError as exc:  # e.g. the secret is not configured
             return Receipt.fail(exc.code, str(exc))
+        metrics.observe_llm(str(params.get("provider", "")), str(params.get("model", "")),
+                            str(result.get("status", "error")), result)
         if result.get("status") == "ok":
             return Receipt.ok(**{k: v for k, v in result.items() if k != "status"})
         error = result.get("error") or {}
@@ -241,6 +244,7 @@ class EffectDispatcher:
             {"kind": "event", "schema": params.get("schema"), "value": params.get("value"), "from": driver.world_id}
         )
         accepted = await self.services.mailboxes.send(driver.universe, inbox(dest), intent.idempotency_key, payload)
+        metrics.observe_portal(driver.universe, accepted)
         return Receipt.ok(accepted=accepted)
 
 

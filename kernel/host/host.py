@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,9 @@ class WorldHost:
         self._frame_listeners: dict[tuple[str, str], list[Callable[[str, Any], None]]] = {}
         self.wakes = 0
         self.hibernations = 0
+        # events and receipts journaled per universe since start (kernel/metrics.py, Kernel.universes)
+        self.events: Counter[str] = Counter()
+        self.receipts: Counter[str] = Counter()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -208,6 +212,10 @@ class WorldHost:
 
     def awake(self, universe: str, world_id: str) -> WorldDriver | None:
         return self._drivers.get((universe, world_id))
+
+    def drivers(self) -> list[WorldDriver]:
+        """The awake worlds' drivers (for metrics)."""
+        return list(self._drivers.values())
 
     async def driver(self, universe: str, world_id: str) -> WorldDriver:
         """The awake driver of a world, waking it if it hibernates."""

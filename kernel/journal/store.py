@@ -37,6 +37,7 @@ class JournalStore:
         self._heads: dict[bytes, WorldHead] = {}
         self.committed = Notifier()
         self.records_committed = 0
+        self.appends = self.bytes_appended = 0  # read by kernel/metrics.py
 
     def _head(self, world_key: bytes) -> WorldHead | None:
         head = self._heads.get(world_key)
@@ -77,6 +78,8 @@ class JournalStore:
         if expected_seq != head.next_seq:
             raise SeqConflict(f"journal {world}: expected seq {expected_seq}, but the next seq is {head.next_seq}")
         first = head.next_seq
+        self.appends += 1
+        self.bytes_appended += sum(map(len, records))
         head.next_seq = first + len(records)
         head.epoch = epoch
         ops = [Op("journal", seq_key(world_key, first + i), record) for i, record in enumerate(records)]
