@@ -13,6 +13,17 @@ tuple, dict``. Decoding gives lists (never tuples) and dicts; ``decode``
 refuses anything that is not exactly the canonical encoding of what it
 decoded, so a tampered journal record cannot smuggle in a second spelling of
 the same value.
+
+Decoding has a native path: ``cbor2`` (a Rust extension) parses, and only an
+exact canonical encoding of a plain value is taken from it. ``decode`` checks
+that by re-encoding (the Python encoder is the reference; it is faster than
+cbor2's canonical mode, which sorts every map through a Python-level
+``sorted``), so anything cbor2 would read more liberally than we do (tags,
+simple values, indefinite lengths, duplicate keys, array keys, long heads)
+fails the check and goes to the Python decoder, which gives the reference
+answer or error. ``decode_trusted`` and ``canonicalize`` read bytes this
+process encoded, so they take cbor2's value directly. cbor2's nesting limit
+is set to ours (256 containers).
 """
 
 from __future__ import annotations
@@ -24,12 +35,20 @@ from typing import Any
 
 from aos.kernel.world.errors import CborError
 
+try:  # the native parser; without it everything runs on the Python one below
+    import cbor2 as _cbor2
+
+    _native_loads: Any = _cbor2.loads
+except ImportError:  # pragma: no cover - cbor2 is a dependency
+    _native_loads = None
+
 SELF_DESCRIBE = b"\xd9\xd9\xf7"
 HASH_PREFIX = "sha256:"
 
 # RFC 8949 caps a head at 64 bits; bigger ints would need bignum tags, which
 # AIR values never use, so they are refused instead of silently tagged.
 _MAX_UINT = (1 << 64) - 1
+MAX_DEPTH = 256  # containers one value may nest; deeper values do not decode
 
 
 def _head(major: int, n: int, out: bytearray) -> None:
@@ -105,6 +124,9 @@ _ORDERS_MAX = 4096
 
 
 def _order(shape: tuple[Any, ...]) -> tuple[tuple[Any, bytes], ...]:
+    for k in shape:
+        if type(k) is tuple:  # an array key: no decoder (ours or AOS's) reads it back
+            raise CborError("map keys cannot be arrays")
     entries = sorted(((k, _key(k)) for k in shape), key=lambda e: (len(e[1]), e[1]))
     prev = b""
     for _, kb in entries:
@@ -235,7 +257,7 @@ class _Reader:
         raise CborError("indefinite lengths and reserved heads are not canonical")
 
     def item(self, depth: int = 0) -> Any:
-        if depth > 256:
+        if depth > MAX_DEPTH:
             raise CborError("CBOR nested too deeply")
         major, n = self.head()
         if major == 0:
@@ -255,8 +277,8 @@ class _Reader:
             d: dict[Any, Any] = {}
             for _ in range(n):
                 k = self.item(depth + 1)
-                if isinstance(k, list):
-                    raise CborError("array map keys are not supported")
+                if isinstance(k, (list, dict)):
+                    raise CborError("array and map keys are not supported")
                 d[k] = self.item(depth + 1)
             return d
         if major == 6:
@@ -281,6 +303,18 @@ def decode(data: bytes) -> Any:
     """Decode tagged canonical CBOR. Raises ``CborError`` if the bytes are not
     exactly ``encode`` of the result (missing tag, wrong order, long heads...)."""
     data = bytes(data)
+    if _native_loads is not None and data.startswith(SELF_DESCRIBE):
+        try:
+            value = _native_loads(data[3:], max_depth=MAX_DEPTH)
+            if encode(value) == data:
+                return value
+        except Exception:  # noqa: BLE001 - whatever cbor2 or the check refused, the reference decides
+            pass
+    return _decode_python(data)
+
+
+def _decode_python(data: bytes) -> Any:
+    """The reference decoder (``decode`` without the native path)."""
     if not data.startswith(SELF_DESCRIBE):
         raise CborError("missing self-describe tag d9d9f7")
     value = decode_body(data[3:])
@@ -301,7 +335,17 @@ def decode_body(data: bytes) -> Any:
 
 def decode_trusted(data: bytes) -> Any:
     """Decode tagged bytes this process encoded itself (skips the canonical re-check)."""
-    return decode_body(data[3:])
+    return decode_body_trusted(data[3:])
+
+
+def decode_body_trusted(data: bytes) -> Any:
+    """Decode untagged bytes this process encoded itself (``encode_body`` output)."""
+    if _native_loads is not None:
+        try:
+            return _native_loads(data, max_depth=MAX_DEPTH)
+        except Exception:  # noqa: BLE001 - e.g. too deep: the Python decoder says why
+            pass
+    return decode_body(data)
 
 
 def decode_lenient(data: bytes) -> Any:
@@ -326,7 +370,7 @@ def canonicalize(value: Any) -> Any:
     """The value as decoding its canonical bytes would give it (tuples become
     lists, dicts are key-ordered); used so in-memory values compare equal to
     replayed ones."""
-    return decode(encode(value))
+    return decode_trusted(encode(value))
 
 
 def is_hash_text(s: object) -> bool:

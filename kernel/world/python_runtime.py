@@ -130,7 +130,7 @@ class PythonRuntime:
         try:
             # a fresh, canonically decoded copy: the function sees exactly what a
             # replay would give it (lists, not tuples) and cannot mutate journal objects
-            fresh = cbor.decode_body(cbor.encode_body(step_input))
+            fresh = cbor.decode_body_trusted(cbor.encode_body(step_input))
         except CborError as exc:
             return Trap("WorkflowTrap", f"input not encodable: {exc}")
         armed = _ALARM.arm(self.step_seconds)

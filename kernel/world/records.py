@@ -206,6 +206,9 @@ def record_from_value(v: Any) -> Record:
 def decode_record(data: bytes) -> Record:
     """Decode one journaled record. Raises ``RecordError`` (also for non-canonical bytes)."""
     try:
-        return record_from_value(cbor.decode(data))
+        record = record_from_value(cbor.decode(data))
     except CborError as exc:
         raise RecordError(f"record is not canonical CBOR: {exc}") from exc
+    # decode checked that these are the record's canonical bytes: keep them, not a re-encode
+    object.__setattr__(record, "_encoded", bytes(data))
+    return record
