@@ -43,3 +43,9 @@ class KernelImpl(HeldImpl, kernel_capnp.Kernel.Server):  # type: ignore[misc,nam
     @remote()
     async def status(self, _context: Any, **kwargs: Any) -> Any:
         return self.services.status()
+
+    @remote()
+    async def universes(self, _context: Any, **kwargs: Any) -> Any:
+        from aos.kernel.metrics import universes
+
+        return universes(self.services)

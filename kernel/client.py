@@ -302,6 +302,10 @@ class KernelClient(RemoteCap):
         status = (await call(self.cap.status())).status
         return status.to_dict()  # type: ignore[no-any-return]
 
+    async def universes(self) -> list[dict[str, Any]]:
+        """[{name, worlds, awake, quarantined, events, receipts, casBytes, casBlobs, casCounted}]"""
+        return [u.to_dict() for u in (await call(self.cap.universes())).universes]
+
 
 class CasClient(RemoteCap):
     interface = cas_capnp.Cas
@@ -445,6 +449,15 @@ class WorldsClient(RemoteCap):
         """Release a quarantined world and wake it; raises ``WorldQuarantined`` if it fails again."""
         return (await call(self.cap.unquarantine(world_id))).info.to_dict()  # type: ignore[no-any-return]
 
+    async def hibernate(self, world_id: str) -> bool:
+        """Snapshot a quiescent world and drop it from memory; False when asleep already or busy."""
+        return (await call(self.cap.hibernate(world_id))).hibernated  # type: ignore[no-any-return]
+
+    async def read_only(self) -> WorldsClient:
+        """The same universe, without create, fork, send, snapshot, grant changes or hibernation."""
+        reply = await call(self.cap.readOnly())
+        return WorldsClient(reply.worlds, self.conn, reply.revoker)
+
 
 class _WorldWatcher(world_capnp.WorldWatcher.Server):  # type: ignore[misc,name-defined]
     def __init__(self, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
@@ -516,6 +529,10 @@ class WorldClient(RemoteCap):
 
     async def set_grant(self, name: str, active: bool) -> None:
         await call(self.cap.setGrant(name, active))
+
+    async def effects(self) -> list[dict[str, Any]]:
+        """[{intentHash, effect, grant, workflow, key, running, startedAtMs}]: admitted, no receipt yet."""
+        return [e.to_dict() for e in (await call(self.cap.effects())).effects]
 
     async def workflows(self) -> dict[str, bool]:
         """Workflow name -> keyed (cells) or not."""

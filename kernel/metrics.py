@@ -259,6 +259,22 @@ def effects_in_flight(services: KernelServices) -> Tally[tuple[str, str]]:
     return out
 
 
+def universes(services: KernelServices) -> list[dict[str, Any]]:
+    """``Kernel.universes``: every universe with worlds or blobs, and its counts."""
+    host = services.worlds
+    states = world_states(services)
+    cas = cas_usage(services).get()
+    names = {u for u, _ in states} | set(cas or ()) | set(host.events)
+    out = []
+    for name in sorted(names):
+        size, blobs = (cas or {}).get(name, (0, 0))
+        out.append({"name": name, "worlds": sum(n for (u, _), n in states.items() if u == name),
+                    "awake": states[(name, "awake")], "quarantined": states[(name, "quarantined")],
+                    "events": host.events[name], "receipts": host.receipts[name],
+                    "casBytes": size, "casBlobs": blobs, "casCounted": cas is not None})
+    return out
+
+
 # --- serving ------------------------------------------------------------------------------------------
 
 

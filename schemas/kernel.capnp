@@ -31,6 +31,22 @@ interface Kernel extends(Caps.Held) {
   delegate @6 () -> (kernel :Kernel, revoker :Caps.Revoker);
   # A Kernel capability with the same authority, revocable on its own: hand
   # it (saved as a token) to an operator or a tool instead of the admin token.
+
+  universes @7 () -> (universes :List(UniverseInfo));
+  # Every universe that has hosted worlds or CAS blobs, with its counts.
+  # Errors: none.
+}
+
+struct UniverseInfo {
+  name @0 :Text;
+  worlds @1 :UInt64;
+  awake @2 :UInt64;
+  quarantined @3 :UInt64;     # hibernated = worlds - awake - quarantined
+  events @4 :UInt64;          # events its worlds journaled since the kernel started
+  receipts @5 :UInt64;        # effect receipts its worlds journaled since the kernel started
+  casBytes @6 :UInt64;        # bytes in its CAS (valid when casCounted)
+  casBlobs @7 :UInt64;
+  casCounted @8 :Bool;        # false while the kernel's first count of CAS runs (a scan at first ask)
 }
 
 struct KernelStatus {

@@ -40,6 +40,18 @@ interface Worlds extends(Caps.Held) {
   # not quarantined is just woken. If it fails to wake again it is
   # quarantined again and the call fails with WorldQuarantined and the reason.
   # Errors: UnknownWorld, WorldQuarantined, PermissionDenied (read-only cap).
+
+  hibernate @5 (worldId :Text) -> (hibernated :Bool);
+  # Snapshot a quiescent world and drop it from memory now, as the idle reaper
+  # would. `hibernated` is false when it was asleep already or is busy (inputs
+  # queued, effects running): nothing changed. Errors: UnknownWorld,
+  # PermissionDenied (read-only cap).
+
+  readOnly @6 () -> (worlds :Worlds, revoker :Caps.Revoker);
+  # Attenuate: the same universe, but create, fork, unquarantine, hibernate,
+  # and on the worlds it opens send, sendBatch, snapshot and setGrant fail with
+  # PermissionDenied. Reads (list, state, journal, tail, describe, grants,
+  # effects) work. A read-only capability stays read-only.
 }
 
 struct Module {
@@ -111,6 +123,9 @@ interface World extends(Caps.Held) {
   # instead of running; the change is durable. Errors: InvalidArgument
   # (no such grant).
 
+  effects @11 () -> (effects :List(EffectInFlight));
+  # The world's admitted effects that have no receipt yet.
+
   sendBatch @7 (events :List(Event)) -> (seqs :List(UInt64));
   # Send several events in one call, in order (the fast path for bulk
   # ingress). All are checked at the door first: if any is bad, none is sent
@@ -146,6 +161,16 @@ struct TrapInfo {
   key @1 :Text;        # the cell key as JSON; "" for an unkeyed workflow
   code @2 :Text;       # WorkflowTrap, FuelExhausted, SchemaViolation, ...
   message @3 :Text;
+}
+
+struct EffectInFlight {
+  intentHash @0 :Text;
+  effect @1 :Text;        # the manifest's name, e.g. sys/host.exec@1
+  grant @2 :Text;
+  workflow @3 :Text;      # the emitting workflow
+  key @4 :Text;           # its cell key as JSON; "" for an unkeyed workflow
+  running @5 :Bool;       # an adapter runs it now; false: waiting (a timer, a receipt by mail)
+  startedAtMs @6 :Int64;  # when its adapter started (0 when waiting)
 }
 
 struct Event {

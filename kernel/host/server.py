@@ -49,14 +49,18 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
 
     def _world_cap(self, world_id: str) -> Any:
         self.host.meta(self.grant.scope.universe, world_id)  # UnknownWorld early
-        grant = self.services.grants.derive(self.grant, Scope("world", self.grant.scope.universe, world=world_id))
-        return self.services.cap_for(grant)
+        scope = Scope("world", self.grant.scope.universe, read_only=self.grant.scope.read_only, world=world_id)
+        return self.services.cap_for(self.services.grants.derive(self.grant, scope))
+
+    def _writable(self, what: str) -> None:
+        _check_writable(self.grant, what)
 
     def _status(self, world_id: str) -> WorldStatus:
         return self.host.status_of(self.host.meta(self.grant.scope.universe, world_id))
 
     @remote()
     async def create(self, manifest: str, modules: Any, worldId: str, name: str, _context: Any, **kwargs: Any) -> Any:
+        self._writable("create worlds")
         doc = jsonvalue.loads(manifest, "manifest")
         if not isinstance(doc, dict):
             raise InvalidArgument("the manifest must be a JSON object")
@@ -74,6 +78,7 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
 
     @remote()
     async def fork(self, worldId: str, newId: str, name: str, _context: Any, **kwargs: Any) -> Any:
+        self._writable("fork worlds")
         meta = await self.host.fork(self.grant.scope.universe, worldId, newId, name)
         return self._world_cap(meta.world_id), world_info(self._status(meta.world_id))
 
@@ -83,6 +88,21 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
             raise PermissionDenied("a read-only worlds capability cannot release a quarantined world")
         meta = await self.host.unquarantine(self.grant.scope.universe, worldId)
         return world_info(self.host.status_of(meta))
+
+    @remote()
+    async def hibernate(self, worldId: str, _context: Any, **kwargs: Any) -> bool:
+        self._writable("hibernate worlds")
+        return await self.host.hibernate(self.grant.scope.universe, self.host.meta(self.grant.scope.universe,
+                                                                                    worldId).world_id)
+
+    @remote()
+    async def readOnly(self, _context: Any, **kwargs: Any) -> Any:
+        return self.services.attenuate(self.grant, read_only=True)
+
+
+def _check_writable(grant: Any, what: str) -> None:
+    if grant.scope.read_only:
+        raise PermissionDenied(f"a read-only {grant.scope.kind} capability cannot {what}")
 
 
 class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-defined]
@@ -100,6 +120,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def send(self, eventSchema: str, value: str, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "send events")
         # (a field named "schema" would be shadowed by pycapnp's reader attribute)
         seq = await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
         return seq, await self._outcome(eventSchema, seq)
@@ -136,6 +157,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def sendBatch(self, events: Any, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "send events")
         batch = [(e.eventSchema, jsonvalue.loads(e.value, f"events[{i}].value")) for i, e in enumerate(events)]
         return await self.host.send_batch(self.universe, self.world_id, batch)
 
@@ -146,6 +168,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def setGrant(self, name: str, active: bool, _context: Any, **kwargs: Any) -> None:
+        _check_writable(self.grant, "change grants")
         await self.host.set_grant(self.universe, self.world_id, name, active)
 
     @remote()
@@ -182,6 +205,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def snapshot(self, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "take snapshots")
         return await self.host.snapshot(self.universe, self.world_id)
 
     @remote()
@@ -191,6 +215,15 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         workflows = [{"name": name, "keyed": wf.key is not None}
                      for name, wf in sorted(driver.world.manifest.workflows.items())]
         return world_info(status), list(driver.stats.recent_traps), workflows
+
+    @remote()
+    async def effects(self, _context: Any, **kwargs: Any) -> Any:
+        driver = await self.host.driver(self.universe, self.world_id)
+        running = driver.running_effects()
+        return [{"intentHash": i.intent_hash, "effect": i.effect, "grant": i.grant, "workflow": i.origin.workflow,
+                 "key": "" if i.origin.key is None else jsonvalue.dumps(i.origin.key),
+                 "running": i.intent_hash in running, "startedAtMs": running.get(i.intent_hash, 0)}
+                for i in driver.world.open_intents()]
 
 
 async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
