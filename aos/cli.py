@@ -6,6 +6,7 @@
     aos journal ls
     aos world ...                 hosted worlds (aos/cli_world.py)
     aos agent run TASK [--repo R] [--twin]   aos agent replay SESSION   (aos/cli_agent.py)
+    aos console [--listen H:P]    the web console (aos/console: prints a one-time login link)
     aos demo                      start a kernel on embedded defaults and show it working
 
 Global options pick the kernel (``--connect``, ``$AOS_CONNECT``; TLS with
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aos.cli_agent import add_parser as add_agent_parser
 
     add_agent_parser(sub)
+    from aos.console.cli import add_parser as add_console_parser
+
+    add_console_parser(sub)
     world = sub.add_parser("world", help="hosted worlds").add_subparsers(dest="action", required=True)
     create = world.add_parser("create", help="create a world from a bundle directory (manifest.json + modules)")
     create.add_argument("bundle")
@@ -299,6 +303,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from aos.cli_agent import main as agent_main
 
         return agent_main(args)
+    if args.command == "console":
+        from aos.console.cli import run_console
+
+        return run_console(args)
     from aos.kernel.client import run
 
     result = run(_run(args))
