@@ -36,7 +36,7 @@ ANY = "agent/Any@1"
 EVENT_KINDS = [
     "session_start", "session_end", "user_input", "processing_end", "assistant_text_start",
     "assistant_text_delta", "assistant_text_end", "tool_call_start", "tool_call_output_delta", "tool_call_end",
-    "steering_injected", "turn_limit", "loop_detection", "warning", "error",
+    "steering_injected", "turn_limit", "loop_detection", "warning", "error", "context_compacted",
 ]
 COMMAND_KINDS = ["start", "input", "steer", "abort", "close", "configure", "child_done"]
 STATUSES = ["idle", "processing", "awaiting_input", "closed"]
@@ -53,7 +53,8 @@ SCHEMAS: dict[str, Any] = {
                        "data": "any"}},
     STATE: {"record": {
         "session": "text", "parent": _opt, "depth": "nat", "status": {"enum": STATUSES},
-        "config": "any", "options": "any", "history": {"list": "any"}, "steering": {"list": "text"},
+        "config": "any", "options": "any", "history": "any", "sent": {"list": "hash"},
+        "compacting": {"option": "any"}, "compact_turn": "int", "steering": {"list": "text"},
         "followups": {"list": "text"}, "turns": "nat", "rounds": "nat", "llm": _opt, "round": {"option": "any"},
         "signatures": {"list": "text"}, "children": {"map": "any"}, "next_child": "nat", "seq": "nat",
         "last_text": "text", "context_warned": "bool"}},

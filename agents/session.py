@@ -14,6 +14,14 @@ spec (CAL 2.5) is unrolled across steps:
                    call order into the history (truncated), drain steering,
                    loop detection, limits, emit the next llm.generate
 
+The history is held by reference (``aos.agents.history``): each message is a
+CAS blob named by its hash, the state keeps the hashes, and an
+``llm.generate`` intent names them (carrying inline only what is not yet in
+CAS), so neither the state nor a turn's journal records grow with the
+conversation. Near the model's context window the session compacts: an
+``llm.generate`` asks the model for a summary, which then replaces the old
+messages (``context_compacted``; the summary names what it replaced).
+
 Everything the session does is a domain event ``agent/Event@1 {session,
 seq, kind, at_ns, data}``, so the journal alone rebuilds the transcript.
 Receipts are matched to what emitted them by ``(emitted_at_seq,
@@ -25,6 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aos.agents import history
 from aos.agents.calls import (
     ToolError,
     detect_loop,
@@ -45,14 +54,17 @@ LLM_EFFECT = "sys/llm.generate@1"
 BUILTIN = "builtin:"  # ToolSpec.effect prefix of tools the session runs itself (subagents)
 LOOP_WARNING = ("Loop detected: the last {window} tool calls follow a repeating pattern. "
                 "Try a different approach.")
-HISTORY_BUDGET = 640 * 1024  # chars of history kept in state (the world caps a cell's state at 1 MiB)
-DROPPED = "[output dropped: the session's history outgrew its state budget; re-run the tool if needed]"
+COMPACT_PROMPT = (
+    "The conversation is about to outgrow your context window. Write a summary of it that lets you "
+    "continue without the earlier messages: the user's task and instructions, what you have done and "
+    "found (files, commands, results, decisions, errors), and what is left to do. It replaces the earlier "
+    "messages; the most recent ones are kept as they are. Answer with the summary only.")
 AUTH_ERRORS = ("LLMAuthentication", "LLMAccessDenied")
 DEFAULT_LIMITS: dict[str, Any] = {
     "max_turns": 0, "max_tool_rounds_per_input": 0, "enable_loop_detection": True,
     "loop_detection_window": 10, "loop_action": "warn", "context_window": 200_000,
     "max_subagent_depth": 1, "subagent_max_turns": 50, "parallel_tool_calls": True,
-    "tool_output_limits": {},
+    "tool_output_limits": {}, "compact_percent": 85, "compact_keep_percent": 25,
 }
 
 
@@ -133,7 +145,8 @@ class _Step:
         self.st = {
             "session": c["session"], "parent": c.get("parent"), "depth": c.get("depth") or 0,
             "status": "idle", "config": cfg, "options": dict(cfg.get("options") or {}),
-            "history": [], "steering": [], "followups": [], "turns": 0, "rounds": 0,
+            "history": history.new(cfg.get("system"), _llm_tools(cfg)), "sent": [], "compacting": None,
+            "compact_turn": -1, "steering": [], "followups": [], "turns": 0, "rounds": 0,
             "llm": None, "round": None, "signatures": [], "children": {}, "next_child": 1,
             "seq": 0, "last_text": "", "context_warned": False,
         }
@@ -149,7 +162,7 @@ class _Step:
             st["followups"].append(text)
             return
         st["status"], st["rounds"] = "processing", 0
-        st["history"].append({"role": "user", "content": text})
+        history.append(st["history"], {"role": "user", "content": text})
         self.emit("user_input", text=text)
         self.drain_steering()
         self.next_call()
@@ -158,7 +171,7 @@ class _Step:
         st = self.st
         assert st is not None
         for text in st["steering"]:
-            st["history"].append({"role": "user", "content": text})
+            history.append(st["history"], {"role": "user", "content": text})
             self.emit("steering_injected", text=text)
         st["steering"] = []
 
@@ -191,43 +204,53 @@ class _Step:
         if lim["max_turns"] and st["turns"] >= lim["max_turns"]:
             self.emit("turn_limit", total_turns=st["turns"])
             return self.finish_input("turn_limit")
-        self.fit_history()
-        cfg = st["config"]
-        params: dict[str, Any] = {
-            "provider": cfg["provider"], "model": cfg["model"], "messages": st["history"],
-            "tools": [{"name": t["name"], "description": t.get("description", ""),
-                       "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
-                      for t in cfg.get("tools") or []],
-        }
-        if cfg.get("system"):
-            params["system"] = cfg["system"]
-        if st["options"]:
-            params["options"] = st["options"]
-        used = len(json.dumps([params.get("system", ""), st["history"]], default=str)) // 4
-        window = lim["context_window"]
+        h, window = st["history"], lim["context_window"]
+        used = history.chars(h) // 4  # tokens, estimated as bytes / 4
+        if (window and lim["compact_percent"] and used > lim["compact_percent"] * window // 100
+                and st["turns"] > st["compact_turn"]):
+            at = history.cut(h, lim["compact_keep_percent"] * window * 4 // 100)
+            if at is not None:
+                return self.compact_call(at)
         if window and used > 0.8 * window and not st["context_warned"]:
             st["context_warned"] = True
             self.emit("warning", message=f"Context usage at ~{100 * used // window}% of context window")
-        st["llm"] = self.effect(LLM_EFFECT, params)
+        st["llm"] = self.llm_call()
 
-    def fit_history(self) -> None:
-        """Keep the history inside the state budget: drop the oldest tool outputs first."""
+    def llm_call(self, extra: list[dict[str, Any]] | None = None, **options: Any) -> str:
+        """Emit ``llm.generate`` on the history (then ``extra`` messages), with the unsent blobs inline."""
         st = self.st
         assert st is not None
-        size = len(json.dumps(st["history"], default=str))
-        if size <= HISTORY_BUDGET:
-            return
-        dropped = 0
-        for m in st["history"]:
-            if size <= HISTORY_BUDGET:
-                break
-            if m.get("role") == "tool":
-                r = m["content"][0]["tool_result"]
-                if isinstance(r.get("content"), str) and len(r["content"]) > len(DROPPED):
-                    size -= len(r["content"]) - len(DROPPED)
-                    r["content"] = DROPPED
-                    dropped += 1
-        self.emit("warning", message=f"history over its state budget: dropped {dropped} old tool outputs")
+        cfg, h = st["config"], st["history"]
+        params: dict[str, Any] = {"provider": cfg["provider"], "model": cfg["model"],
+                                  "context": history.context(h)}
+        if h["unsent"]:
+            params["blobs"] = dict(h["unsent"])
+        if extra:
+            params["messages"] = extra
+        if st["options"] or options:
+            params["options"] = {**st["options"], **options}
+        st["sent"] = list(h["unsent"])
+        return self.effect(LLM_EFFECT, params)
+
+    def compact_call(self, at: int) -> None:
+        """Ask the model to summarize the history; its answer replaces everything before tail index ``at``."""
+        st = self.st
+        assert st is not None
+        st["compacting"] = {"at": at}
+        st["llm"] = self.llm_call([{"role": "user", "content": COMPACT_PROMPT}], tool_choice={"mode": "none"})
+
+    def compacted(self, summary: str) -> None:
+        st = self.st
+        assert st is not None
+        h = st["history"]
+        at = st["compacting"]["at"]
+        before, count = history.chars(h), history.messages(h)
+        ref, message = history.compact(h, at, summary)
+        st["compacting"], st["compact_turn"], st["context_warned"] = None, st["turns"], False
+        self.emit("context_compacted", summary=summary, replaces=message["replaces"],
+                  summary_ref=ref, messages_before=count, messages_after=history.messages(h),
+                  chars_before=before, chars_after=history.chars(h))
+        self.next_call()
 
     def on_receipt(self, r: dict[str, Any]) -> None:
         st = self.st
@@ -248,6 +271,7 @@ class _Step:
         st = self.st
         assert st is not None
         if status != "ok":
+            st["compacting"] = None  # a failed summary call fails the input like any LLM error
             p = payload if isinstance(payload, dict) else {}
             code, msg = p.get("error") or status, p.get("message") or ""
             self.emit("error", code=code, message=msg)
@@ -256,7 +280,11 @@ class _Step:
             if code == "LLMContextLength":
                 self.emit("warning", message="context length exceeded; start a new input with less context")
             return self.finish_input("error")
+        history.confirm(st["history"], st["sent"])
+        st["sent"] = []
         resp = payload.get("response") or {}
+        if st["compacting"] is not None:
+            return self.compacted(resp.get("text") or "")
         st["turns"] += 1
         text = resp.get("text") or ""
         calls = resp.get("tool_calls") or []
@@ -265,7 +293,7 @@ class _Step:
             self.emit("assistant_text_delta", delta=text)
         self.emit("assistant_text_end", text=text, reasoning=resp.get("reasoning"), usage=resp.get("usage"),
                   finish_reason=(resp.get("finish_reason") or {}).get("reason"))
-        st["history"].append(resp.get("message") or _assistant_message(text, calls))
+        history.append(st["history"], resp.get("message") or _assistant_message(text, calls))
         st["last_text"] = text
         if not calls:
             return self.finish_input("completed")
@@ -354,7 +382,7 @@ class _Step:
         if rnd is None or any(c["state"] != "done" for c in rnd["calls"]):
             return
         for c in rnd["calls"]:
-            st["history"].append({"role": "tool", "tool_call_id": c["id"], "content": [
+            history.append(st["history"], {"role": "tool", "tool_call_id": c["id"], "content": [
                 {"kind": "tool_result", "tool_result": {"tool_call_id": c["id"], "content": c["output"],
                                                         "is_error": c["is_error"]}}]})
         st["round"] = None
@@ -366,7 +394,7 @@ class _Step:
             self.emit("loop_detection", message=warning)
             if lim["loop_action"] == "stop":
                 return self.finish_input("loop_detected")
-            st["history"].append({"role": "user", "content": warning})
+            history.append(st["history"], {"role": "user", "content": warning})
         self.next_call()
 
     # --- subagents ------------------------------------------------------------------------------
@@ -428,6 +456,12 @@ class _Step:
             if call["state"] == "waiting" and call.get("wait") == cid:
                 self.complete(call, _json(result), not result.get("success"))
         self.maybe_end_round()
+
+
+def _llm_tools(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": t["name"], "description": t.get("description", ""),
+             "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
+            for t in cfg.get("tools") or []]
 
 
 def _json(v: Any) -> str:

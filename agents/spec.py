@@ -41,7 +41,10 @@ class Limits:
     ``stop`` (end the input); ``context_window``: tokens (chars/4), a warning at
     80%; ``max_subagent_depth``: 1 lets the top session spawn, children not;
     ``subagent_max_turns``: a child's default turn limit;
-    ``tool_output_limits``: per tool ``{chars?, mode?, lines?}`` overrides."""
+    ``tool_output_limits``: per tool ``{chars?, mode?, lines?}`` overrides;
+    ``compact_percent``: compact the history once a request would fill this
+    much of ``context_window`` (0 = never); ``compact_keep_percent``: how much
+    of the window the newest messages, kept as they are, may take."""
 
     max_turns: int = 0
     max_tool_rounds_per_input: int = 200
@@ -53,6 +56,8 @@ class Limits:
     subagent_max_turns: int = 50
     parallel_tool_calls: bool = True
     tool_output_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    compact_percent: int = 85
+    compact_keep_percent: int = 25
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from aos.agents import history
 from aos.agents.profiles import Environment
 from aos.agents.sdk import AgentDefinition, SessionEvent, build_world, transcript
 from aos.agents.session import COMMAND, LLM_EFFECT
@@ -140,9 +141,17 @@ class AgentHarness:
         return self.world.state("agent/session@1", session or self.session)
 
     def last_request(self, session: str | None = None) -> dict[str, Any]:
-        """The params of the session's latest ``llm.generate`` intent."""
+        """The params of the session's latest ``llm.generate`` intent, with its history by
+        reference spelled out (``system``, ``tools``, ``messages``), as the kernel's adapter sends it."""
         key = session or self.session
         intents = [r for r in self.h.journal if isinstance(r, EffectIntentRecord)
                    and r.effect == LLM_EFFECT and r.origin.key == key]
-        params: dict[str, Any] = intents[-1].params
-        return params
+        return history.request(intents[-1].params, self.blob)
+
+    def blob(self, ref: str) -> Any:
+        """A history blob, from the inline ``blobs`` of any ``llm.generate`` intent so far (the CAS the
+        kernel would have filled)."""
+        for r in self.h.journal:
+            if isinstance(r, EffectIntentRecord) and r.effect == LLM_EFFECT and ref in (r.params.get("blobs") or {}):
+                return r.params["blobs"][ref]
+        raise KeyError(ref)

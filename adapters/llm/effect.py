@@ -22,13 +22,31 @@ Params::
      "options": {"temperature", "max_tokens", "reasoning_effort", "tool_choice",
                  "stop_sequences", "provider_options", "max_retries", "timeout"},
      "stream": true}
+
+History by reference (what agent sessions send, ``aos.agents.history``)::
+
+    {"provider": ..., "model": ..., "options": {...},
+     "context": {"prefix": "sha256:...",          # blob {"system"?, "tools"}
+                 "chunks": ["sha256:...", ...],    # blobs: lists of message refs
+                 "tail": ["sha256:...", ...]},     # message blobs
+     "blobs": {"sha256:...": value, ...},          # content first named by this intent
+     "messages": [...]}                            # optional, after the context's messages
+
+A blob is the canonical CBOR of its value, addressed by its hash. The
+adapter checks each inline blob against its ref, stores it in the world's
+CAS (awaited before the receipt, so an ok receipt means they are durable)
+and assembles the request from CAS. Decoded blobs and their ``Message``
+objects are cached (``BlobCache``): they are immutable, and a session's
+next request differs from its last only by the newest messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +65,8 @@ from .streaming import StreamResult, stream
 from .tools import Tool
 from .types import Message, StreamEvent, StreamEventType, ToolChoice
 
+from aos.kernel.world import cbor
+
 log = logging.getLogger(__name__)
 
 _ADAPTERS: dict[str, type[adapters.HttpAdapter]] = {
@@ -63,6 +83,7 @@ class SecretResolver(Protocol):
 
 
 BlobGet = Callable[[str], bytes | Awaitable[bytes]]
+BlobPut = Callable[[bytes], str | Awaitable[str]]
 EmitFrame = Callable[[dict[str, Any]], Any]
 
 
@@ -106,15 +127,47 @@ def _frame(event: StreamEvent) -> dict[str, Any] | None:
     return None
 
 
+class BlobCache:
+    """Decoded history blobs (and the ``Message`` built from each) by ``(scope, ref)``,
+    least recently used first out, bounded by the blobs' encoded size. ``scope`` is the
+    universe: a world only reads its own universe's CAS, through the cache too."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()  # [value, size, Message|None]
+
+    def get(self, scope: str, ref: str) -> list[Any] | None:
+        item = self._items.get((scope, ref))
+        if item is not None:
+            self._items.move_to_end((scope, ref))
+        return item
+
+    def put(self, scope: str, ref: str, value: Any, size: int) -> list[Any]:
+        item = self._items.get((scope, ref))
+        if item is None:
+            item = self._items[(scope, ref)] = [value, size, None]
+            self.size += size
+            while self.size > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self.size -= old[1]
+        return item
+
+
 @dataclass
 class LlmGenerateAdapter:
     """Carries out ``llm.generate`` effects.
 
-    ``blob_get`` reads message content stored in the CAS by reference;
-    ``base_urls`` overrides provider endpoints (proxies, twins in tests).
+    ``blob_get`` reads message content stored in the CAS by reference and
+    ``blob_put`` stores the inline blobs of a history by reference (``cache``
+    keeps decoded blobs across calls, under ``scope``); ``base_urls``
+    overrides provider endpoints (proxies, twins in tests).
     """
 
     blob_get: BlobGet | None = None
+    blob_put: BlobPut | None = None
+    cache: BlobCache | None = None
+    scope: str = ""
     base_urls: dict[str, str] = field(default_factory=dict)
     timeout: AdapterTimeout | None = None
     http_client: httpx.AsyncClient | None = None
@@ -147,6 +200,21 @@ class LlmGenerateAdapter:
         }
 
     async def _call(self, params: dict[str, Any], provider: str, key: str, emit_frame: EmitFrame) -> dict[str, Any]:
+        stored: asyncio.Future[None] | None = None
+        system, tools = params.get("system"), params.get("tools") or []
+        messages = await self._messages(params.get("messages") or [])
+        if params.get("context") is not None:
+            stored, prefix, history = await self._context(params)
+            system, tools = prefix.get("system", system), prefix.get("tools", tools)
+            messages = history + messages
+        try:
+            return await self._generate(params, provider, key, emit_frame, system, tools, messages)
+        finally:
+            if stored is not None:
+                await stored  # the inline blobs are durable before any receipt says ok
+
+    async def _generate(self, params: dict[str, Any], provider: str, key: str, emit_frame: EmitFrame,
+                        system: str | None, tools: list[dict[str, Any]], messages: list[Message]) -> dict[str, Any]:
         opts = dict(params.get("options") or {})
         adapter = _ADAPTERS[provider](
             key,
@@ -160,11 +228,11 @@ class LlmGenerateAdapter:
             policy.sleep = self.retry_sleep
         tool_choice = opts.pop("tool_choice", None)
         kwargs: dict[str, Any] = dict(
-            messages=await self._messages(params.get("messages") or []),
-            system=params.get("system"),
+            messages=messages,
+            system=system,
             tools=[
                 Tool(t["name"], t.get("description", ""), t.get("parameters") or {"type": "object", "properties": {}})
-                for t in params.get("tools") or []
+                for t in tools
             ],
             tool_choice=ToolChoice(**tool_choice) if isinstance(tool_choice, dict) else tool_choice,
             max_tool_rounds=0,  # tools are effects of their own in a world
@@ -203,6 +271,65 @@ class LlmGenerateAdapter:
         if cost is not None:
             receipt["cost_usd"] = cost
         return scrub(receipt, key)  # type: ignore[no-any-return]
+
+    async def _context(self, params: dict[str, Any]) -> tuple[asyncio.Future[None] | None, dict[str, Any],
+                                                             list[Message]]:
+        """Store the inline blobs (in the background) and assemble the history from blobs."""
+        cache = self.cache if self.cache is not None else BlobCache(0)
+        ctx, inline = params["context"], params.get("blobs") or {}
+        datas = []
+        for ref, value in inline.items():
+            data = cbor.encode(value)
+            if cbor.sha256_text(data) != ref:
+                raise InvalidRequestError(f"llm.generate: inline blob {ref} does not match its content")
+            cache.put(self.scope, ref, cbor.decode_trusted(data), len(data))
+            datas.append(data)
+        stored = None
+        if datas:
+            if self.blob_put is None:
+                raise InvalidRequestError("llm.generate: a history by reference needs a blob store")
+            stored = asyncio.ensure_future(self._store(datas))
+        try:
+            prefix = await self._blob(cache, ctx["prefix"])
+            messages = []
+            for chunk in ctx.get("chunks") or []:
+                for ref in await self._blob(cache, chunk):
+                    messages.append(await self._message(cache, ref))
+            for ref in ctx.get("tail") or []:
+                messages.append(await self._message(cache, ref))
+        except BaseException:
+            if stored is not None:
+                stored.cancel()
+            raise
+        if not isinstance(prefix, dict):
+            raise InvalidRequestError("llm.generate: the context prefix is not a {system, tools} blob")
+        return stored, prefix, messages
+
+    async def _store(self, datas: list[bytes]) -> None:
+        assert self.blob_put is not None
+        await asyncio.gather(*(_maybe_await(self.blob_put(d)) for d in datas))
+
+    async def _blob(self, cache: BlobCache, ref: str) -> Any:
+        item = cache.get(self.scope, ref)
+        if item is not None:
+            return item[0]
+        if self.blob_get is None:
+            raise InvalidRequestError("llm.generate: a history by reference needs a blob store")
+        try:
+            data: bytes = await _maybe_await(self.blob_get(ref))
+        except Exception as e:  # noqa: BLE001 - unknown or corrupt blob: the workflow's request is bad
+            raise InvalidRequestError(f"llm.generate: history blob {ref}: {e}") from e
+        return cache.put(self.scope, ref, cbor.decode(data), len(data))[0]
+
+    async def _message(self, cache: BlobCache, ref: str) -> Message:
+        await self._blob(cache, ref)
+        item = cache.get(self.scope, ref)
+        assert item is not None
+        if item[2] is None:
+            if not isinstance(item[0], dict):
+                raise InvalidRequestError(f"llm.generate: history blob {ref} is not a message")
+            item[2] = (await self._messages([item[0]]))[0]
+        return item[2]  # type: ignore[no-any-return]
 
     async def _messages(self, raw: list[dict[str, Any]]) -> list[Message]:
         out = []

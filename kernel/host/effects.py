@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from aos.kernel.services import KernelServices
 
 log = logging.getLogger("aos.kernel.effects")
+# effect families that act on the kernel's own worlds and stores (kernel/host/system_effects.py)
+SYSTEM_FAMILIES = ("governance", "world", "universe", "workspace", "module")
 
 def effect_kind(effect: str) -> str:
     """``sys/host.fs.read@1`` -> ``host.fs.read``; the kernel's kinds only (``""`` for
@@ -105,6 +107,7 @@ class EffectDispatcher:
             ("aos.adapters.host_exec", "HostExecAdapter"),
             ("aos.adapters.http", "HttpAdapter"),
             ("aos.adapters.host_fs_tools", "HostFsToolsAdapter"),
+            ("aos.adapters.compile", "CompileAdapter"),
         )
         import importlib
 
@@ -148,6 +151,10 @@ class EffectDispatcher:
             return await self._llm(driver, intent, params)
         if kind == "effect.cancel":
             return await self._cancel(driver, intent, params)
+        if kind.split(".", 1)[0] in SYSTEM_FAMILIES:  # governance, reading and making worlds, workspaces, compile
+            from aos.kernel.host.system_effects import run_system_effect
+
+            return await run_system_effect(self, driver, intent, kind, params, grant)
         adapter = self.adapters.get(kind)
         if adapter is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {kind}")
@@ -185,12 +192,20 @@ class EffectDispatcher:
             return Receipt.fail(exc.code, str(exc))
 
     async def _llm(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
-        from aos.adapters.llm.effect import LlmGenerateAdapter
+        from aos.adapters.llm.effect import BlobCache, LlmGenerateAdapter
 
         universe = driver.universe
 
         def blob_get(address: str) -> bytes:
             return self.services.cas.get(universe, address)
+
+        async def blob_put(data: bytes) -> str:
+            return await self.services.cas.put(universe, data)
+
+        # a session's history by reference: decoded blobs shared by every call on this kernel
+        cache: BlobCache | None = getattr(self, "_llm_blobs", None)
+        if cache is None:
+            cache = self._llm_blobs = BlobCache()
 
         # a world must not choose where its API key is sent: drop any endpoint it names
         safe = {k: v for k, v in params.items() if k != "base_url"}
@@ -204,7 +219,8 @@ class EffectDispatcher:
             # building a client costs ~20 ms (TLS context); share one, with its connection pool
             self._llm_http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0))
         try:
-            adapter = LlmGenerateAdapter(blob_get=blob_get, base_urls=llm_base_urls(), http_client=self._llm_http)
+            adapter = LlmGenerateAdapter(blob_get=blob_get, blob_put=blob_put, cache=cache, scope=universe,
+                                         base_urls=llm_base_urls(), http_client=self._llm_http)
             result = await adapter.run(safe, _Secrets(self.secrets), frame)
         except AosError as exc:  # e.g. the secret is not configured
             return Receipt.fail(exc.code, str(exc))
