@@ -29,6 +29,7 @@ timers_capnp = _load("timers.capnp")
 mailbox_capnp = _load("mailbox.capnp")
 world_capnp = _load("world.capnp")
 kernel_capnp = _load("kernel.capnp")
+scheduler_capnp = _load("scheduler.capnp")
 
 __all__ = [
     "SCHEMA_DIR",
@@ -39,4 +40,5 @@ __all__ = [
     "mailbox_capnp",
     "world_capnp",
     "kernel_capnp",
+    "scheduler_capnp",
 ]

@@ -58,6 +58,8 @@ enum CapKind {
   revoker @5;
   worlds @6;
   world @7;
+  scheduler @8;   # scheduler.capnp: a cluster's admin capability
+  universe @9;    # scheduler.capnp: one universe of a cluster
 }
 
 struct CapInfo {

@@ -1,0 +1,133 @@
+"""The scheduler's Cap'n Proto servers: wire values in and out, scope checks, nothing else."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aos.caps.gateway import GatewayImpl
+from aos.caps.grants import Scope
+from aos.caps.held import HeldImpl
+from aos.errors import InvalidArgument, InvalidToken
+from aos.kernel.names import check_name
+from aos.kernel.rpc import remote
+from aos.kernel.scheduler.layout import HostRecord, Quota
+from aos.schemas import scheduler_capnp
+
+if TYPE_CHECKING:
+    from aos.kernel.scheduler.service import SchedulerServices
+
+
+def _labels(items: Any) -> dict[str, str]:
+    out = {}
+    for item in items:
+        out[check_name(item.key, "label key")] = check_name(item.value, "label value")
+    return out
+
+
+def _quota(quota: Any) -> Quota:
+    return Quota(int(quota.worlds), int(quota.bytes))
+
+
+class SchedulerGateway(GatewayImpl):
+    """The kernel's Gateway, with one addition: a token another scheduler saved a moment ago is read from etcd."""
+
+    @remote()
+    async def restore(self, token: str, _context: Any, **kwargs: Any) -> Any:
+        try:
+            self.services.tokens.resolve(token)
+        except InvalidToken:
+            await self.services.resolve_fresh(token)  # type: ignore[attr-defined]
+        return await GatewayImpl.restore.method(self, token, _context, **kwargs)
+
+
+class SchedulerImpl(HeldImpl, scheduler_capnp.Scheduler.Server):  # type: ignore[misc,name-defined]
+    services: SchedulerServices  # type: ignore[assignment]
+
+    @remote()
+    async def status(self, _context: Any, **kwargs: Any) -> Any:
+        return await self.services.status()
+
+    @remote()
+    async def createUniverse(self, universeId: str, name: str, quota: Any, _context: Any, **kwargs: Any) -> Any:
+        record = await self.services.create_universe(universeId, name, _quota(quota))
+        return self.services.universe_info(record)
+
+    @remote()
+    async def listUniverses(self, _context: Any, **kwargs: Any) -> Any:
+        view = self.services.view
+        return [self.services.universe_info(u) for u in sorted(view.universes.values(), key=lambda u: u.id)]
+
+    @remote()
+    async def deleteUniverse(self, universeId: str, _context: Any, **kwargs: Any) -> None:
+        await self.services.delete_universe(universeId)
+
+    @remote()
+    async def universe(self, universeId: str, _context: Any, **kwargs: Any) -> Any:
+        await self.services.universe_record(universeId)  # UnknownUniverse early
+        return self.services.mint(self.grant, Scope("universe", universeId))
+
+    @remote()
+    async def setQuota(self, universeId: str, quota: Any, _context: Any, **kwargs: Any) -> Any:
+        return self.services.universe_info(await self.services.set_quota(universeId, _quota(quota)))
+
+    @remote()
+    async def join(self, host: Any, kernelToken: str, _context: Any, **kwargs: Any) -> Any:
+        record = HostRecord(check_name(host.hostId, "host id"), host.address, float(host.capacity),
+                            _labels(host.labels), host.storage, health=host.health)
+        if not record.address or record.capacity < 0:
+            raise InvalidArgument("a host needs an address and a capacity of 0 or more")
+        # prove the address and token reach that host's kernel now, so a wrong one is this call's error
+        from aos.kernel.scheduler.service import HostLinks
+
+        links = HostLinks()
+        try:
+            await links.kernel(record, kernelToken)
+        finally:
+            links.close()
+        return self.services.config.etcd, self.services.config.lease_ttl
+
+    @remote()
+    async def drain(self, hostId: str, draining: bool, _context: Any, **kwargs: Any) -> None:
+        await self.services.drain(hostId, draining)
+
+    @remote()
+    async def move(self, universeId: str, worldId: str, toHost: str, _context: Any, **kwargs: Any) -> Any:
+        check_name(universeId, "universe id")
+        return self.services.placement_info(await self.services.move(universeId, worldId, toHost))
+
+
+class UniverseImpl(HeldImpl, scheduler_capnp.Universe.Server):  # type: ignore[misc,name-defined]
+    services: SchedulerServices  # type: ignore[assignment]
+
+    @property
+    def universe_id(self) -> str:
+        return self.grant.scope.universe
+
+    @remote()
+    async def info(self, _context: Any, **kwargs: Any) -> Any:
+        return self.services.universe_info(await self.services.universe_record(self.universe_id))
+
+    @remote()
+    async def createWorld(self, manifest: str, modules: Any, worldId: str, name: str, labels: Any, pin: str,
+                          _context: Any, **kwargs: Any) -> Any:
+        mods = [(m.hash, bytes(m.wasm)) for m in modules]
+        placement, info = await self.services.create_world(self.universe_id, manifest, mods, worldId, name,
+                                                           _labels(labels), pin)
+        return self.services.placement_info(placement), info
+
+    @remote()
+    async def listWorlds(self, _context: Any, **kwargs: Any) -> Any:
+        return [self.services.placement_info(p) for p in self.services.view.worlds_of(self.universe_id)]
+
+    @remote()
+    async def where(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        return self.services.placement_info(await self.services.placement(self.universe_id, worldId))
+
+    @remote()
+    async def introduce(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        return await self.services.introduce(self.universe_id, worldId)
+
+    @remote()
+    async def deleteWorld(self, worldId: str, _context: Any, **kwargs: Any) -> None:
+        self.services.require_leader()
+        await self.services.delete_world(self.universe_id, worldId)

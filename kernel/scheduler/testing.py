@@ -1,0 +1,207 @@
+"""Test helpers for the scheduler: a real etcd on 127.0.0.1 and real ``aos-scheduler`` processes.
+
+``EtcdProcess().start()`` runs Debian's ``etcd`` (``etcd-server``) with a
+temporary data directory and two free loopback ports, and waits until it
+answers; ``stop`` ends it and removes the directory. ``SchedulerProcess`` is
+``KernelProcess`` for ``aos-scheduler``: it waits on the daemon's own "ready"
+line and reads back its address, its admin token and when it leads. Shipped
+with the package so users can test against a cluster the way we do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+ETCD_BINARY = "etcd"
+
+
+def etcd_binary() -> str | None:
+    """The etcd server on PATH (Debian's ``etcd-server`` installs ``/usr/bin/etcd``), or None."""
+    return shutil.which(ETCD_BINARY)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EtcdProcess:
+    """One single-member etcd cluster on loopback; ``url`` is its client endpoint."""
+
+    def __init__(self, data_dir: str | None = None, log_path: str | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="aos-etcd-")
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client_port = 0
+        self.peer_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def command(self) -> list[str]:
+        binary = etcd_binary()
+        if binary is None:
+            raise FileNotFoundError("etcd is not installed (Debian package etcd-server; ./run setup installs it)")
+        client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{self.peer_port}"
+        return [binary, "--name", "aos", "--data-dir", self.data_dir,
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"aos={peer}", "--log-level", "error"]
+
+    def start(self, timeout: float = 30.0) -> EtcdProcess:
+        for _ in range(5):  # a free port can be taken between the probe and etcd's bind: pick again
+            self.client_port, self.peer_port = free_port(), free_port()
+            log = open(self.log_path or os.devnull, "ab")
+            try:
+                self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
+            finally:
+                log.close()
+            if self._wait_healthy(timeout):
+                return self
+            self._end()
+        raise RuntimeError(f"etcd did not become healthy on 127.0.0.1 (log: {self.log_path or 'none'})")
+
+    def _wait_healthy(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
+                    if b'"true"' in reply.read():
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def _end(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stop(self) -> None:
+        self._end()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@dataclass
+class SchedulerProcess:
+    """A real ``aos-scheduler`` in a subprocess."""
+
+    data_dir: str
+    etcd: str
+    listen: str = "tcp:127.0.0.1:0"
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen[str] | None = None
+    address: str = ""
+    output: list[str] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def token_path(self) -> str:
+        return os.path.join(self.data_dir, "admin.token")
+
+    @property
+    def admin_token(self) -> str:
+        with open(self.token_path) as f:
+            return f.read().strip()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "aos.kernel.scheduler.daemon", "--data", self.data_dir, "--etcd", self.etcd,
+                "--listen", self.listen, *self.extra_args]
+
+    def start(self, timeout: float = 30.0) -> SchedulerProcess:
+        self.output, self.log_lines = [], []
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ if self.env is None else self.env), start_new_session=True)
+        ready = threading.Event()
+
+        def read_stdout() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                line = line.rstrip("\n")
+                self.output.append(line)
+                if line.startswith("listening "):
+                    self.address = line.split(" ", 1)[1]
+                elif line == "ready":
+                    ready.set()
+            ready.set()
+
+        def read_stderr() -> None:
+            assert self.proc is not None and self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log_lines.append(line.rstrip("\n"))
+
+        self._readers = [threading.Thread(target=read_stdout, daemon=True),
+                         threading.Thread(target=read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+        if not ready.wait(timeout) or self.proc.poll() is not None or "ready" not in self.output:
+            self.kill()
+            raise RuntimeError(f"aos-scheduler did not start: {(self.output + self.log_lines)[-10:]}")
+        return self
+
+    @property
+    def leads(self) -> bool:
+        """Whether it said it leads (and has not said since that it stopped)."""
+        state = [line for line in self.output if line in ("leading", "standing by")]
+        return bool(state) and state[-1] == "leading"
+
+    def wait_leading(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.leads:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"aos-scheduler exited: {self.log_lines[-10:]}")
+            time.sleep(0.02)
+        raise AssertionError(f"aos-scheduler did not lead within {timeout}s: {self.output[-5:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._close()
+
+    def _close(self) -> None:
+        for reader in getattr(self, "_readers", []):
+            reader.join(5)
+        if self.proc is not None:
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
