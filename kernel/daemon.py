@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the project's own are always allowed)",
     )
     parser.add_argument("--idle-seconds", type=float, help="hibernate worlds idle this long (default 30)")
+    from aos.kernel.scheduler.agent import add_options as add_cluster_options
+
+    add_cluster_options(parser)
     parser.add_argument("--exit-with", type=int, metavar="PID",
                         help="stop, as on SIGTERM, when process PID exits (a kernel started for one command)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
@@ -89,6 +92,9 @@ def check(args: argparse.Namespace) -> None:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             raise InvalidArgument(f"--tls-cert {args.tls_cert} / --tls-key {args.tls_key}: not a usable PEM "
                                   f"certificate and key ({reason})") from None
+    from aos.kernel.scheduler.agent import config_from as cluster_config
+
+    cluster_config(args)
     for root in args.grant_host or ():
         if not os.path.isdir(root):
             raise InvalidArgument(f"--grant-host {root}: no such directory")
@@ -175,6 +181,7 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     unwatch = lambda: None  # noqa: E731
+    agent = None
     metrics = None
     if args.exit_with:
         def parent_gone() -> None:
@@ -196,6 +203,12 @@ async def run(args: argparse.Namespace) -> int:
             await metrics.start()
             say(f"metrics http://{metrics.address}/metrics")
         say(f"admin token: {server.admin_token_path}")
+        from aos.kernel.scheduler.agent import HostAgent, config_from
+
+        cluster = config_from(args)
+        if cluster is not None:  # a host of a cluster: join it in the background, serve meanwhile
+            agent = HostAgent(cluster, server)
+            agent.start()
         # everything made at start-up lives as long as the process: keep the cyclic GC
         # from re-scanning it, and collect young objects less often (full collections
         # were stalling every connection for 15-30 ms under load)
@@ -215,6 +228,8 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         unwatch()
+        if agent is not None:
+            await agent.stop()
         if metrics is not None:
             await metrics.stop()
         await server.stop()
