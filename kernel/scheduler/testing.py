@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 ETCD_BINARY = "etcd"
 
@@ -205,3 +206,79 @@ class SchedulerProcess:
             for pipe in (self.proc.stdout, self.proc.stderr):
                 if pipe is not None and not pipe.closed:
                     pipe.close()
+
+
+@dataclass
+class LocalCluster:
+    """etcd, one or more schedulers and host kernels, all real processes on loopback (for tests and
+    ``aos cluster up``). ``storage`` (a URL) puts every host on shared storage; ``env`` is their environment."""
+
+    root: str
+    hosts: int = 2
+    schedulers: int = 1
+    storage: str = ""
+    env: dict[str, str] | None = None
+    lease_ttl: int = 2
+    capacity: float = 100.0
+    host_args: list[list[str]] = field(default_factory=list)
+    etcd: EtcdProcess | None = None
+    etcd_url: str = ""
+    scheduler_procs: list[SchedulerProcess] = field(default_factory=list)
+    kernels: list[Any] = field(default_factory=list)
+
+    def start(self, etcd_url: str = "") -> LocalCluster:
+        if etcd_url:
+            self.etcd_url = etcd_url
+        else:
+            self.etcd = EtcdProcess(os.path.join(self.root, "etcd"), os.path.join(self.root, "etcd.log")).start()
+            self.etcd_url = self.etcd.url
+        for i in range(self.schedulers):
+            proc = SchedulerProcess(os.path.join(self.root, f"scheduler{i}"), self.etcd_url,
+                                    extra_args=["--lease-ttl", str(self.lease_ttl)], env=self.env)
+            self.scheduler_procs.append(proc.start())
+        self.scheduler_procs[0].wait_leading()
+        for i in range(self.hosts):
+            self.add_host(i)
+        return self
+
+    def add_host(self, i: int, extra: list[str] | None = None) -> Any:
+        from aos.kernel.process import KernelProcess
+
+        data = os.path.join(self.root, f"host{i}")
+        args = ["--scheduler", self.scheduler.address, "--scheduler-token", self.scheduler.token_path,
+                "--capacity", f"{self.capacity:g}", *(extra or (self.host_args[i] if i < len(self.host_args) else []))]
+        if self.storage:
+            args += ["--storage", self.storage, "--host-id", f"host{i}"]
+        kernel = KernelProcess(data, listen=[f"unix:{os.path.join(data, 'kernel.sock')}", "tcp:127.0.0.1:0"],
+                               extra_args=args, env=self.env)
+        kernel.start()
+        while len(self.kernels) <= i:
+            self.kernels.append(None)
+        self.kernels[i] = kernel
+        return kernel
+
+    @property
+    def scheduler(self) -> SchedulerProcess:
+        """The first scheduler still running."""
+        return next(p for p in self.scheduler_procs if p.proc is not None and p.proc.poll() is None)
+
+    def wait_joined(self, kernel: Any, timeout: float = 30.0) -> str:
+        """The host id once the kernel said it joined."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(kernel.output):
+                if line.startswith("joined "):
+                    return str(line.split()[1])
+            if kernel.proc is not None and kernel.proc.poll() is not None:
+                raise AssertionError(f"the host kernel exited: {kernel.log_lines[-10:]}")
+            time.sleep(0.02)
+        raise AssertionError(f"the host kernel did not join: {kernel.log_lines[-10:]}")
+
+    def stop(self) -> None:
+        for kernel in self.kernels:
+            if kernel is not None:
+                kernel.kill()
+        for proc in self.scheduler_procs:
+            proc.kill()
+        if self.etcd is not None:
+            self.etcd.stop()
