@@ -102,6 +102,17 @@ class UnknownWorld(JournalError):
     code = "UnknownWorld"
 
 
+class WorldMoved(UnknownWorld):
+    """The world is not on this kernel any more: it released it (hand-over) or lost it to another kernel.
+
+    The message says which host holds it now, and at which address, once
+    another kernel acquired it; a caller that handles ``UnknownWorld`` still
+    catches it (the world is not here), without losing the typed reason.
+    """
+
+    code = "WorldMoved"
+
+
 class SeqConflict(JournalError):
     """``expectedSeq`` is not the world's next sequence number."""
 

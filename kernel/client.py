@@ -449,6 +449,17 @@ class WorldsClient(RemoteCap):
         """Release a quarantined world and wake it; raises ``WorldQuarantined`` if it fails again."""
         return (await call(self.cap.unquarantine(world_id))).info.to_dict()  # type: ignore[no-any-return]
 
+    async def release(self, world_id: str) -> dict[str, Any]:
+        """Hand a world over (a kernel on shared storage): returns its placement ``{host: "", address,
+        epoch, previous, journalHeight}`` once it is durable there and gone from this kernel."""
+        return (await call(self.cap.release(world_id))).placement.to_dict()  # type: ignore[no-any-return]
+
+    async def acquire(self, world_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Take a world from shared storage (released, or from its owner, which is fenced) and wake it:
+        ``(info, placement)``; ``placement["previous"]`` is the host that held it ("" if released)."""
+        reply = await call(self.cap.acquire(world_id))
+        return reply.info.to_dict(), reply.placement.to_dict()
+
     async def hibernate(self, world_id: str) -> bool:
         """Snapshot a quiescent world and drop it from memory; False when asleep already or busy."""
         return (await call(self.cap.hibernate(world_id))).hibernated  # type: ignore[no-any-return]

@@ -36,6 +36,10 @@ class KernelConfig:
         (``--python-module``, ``AOS_PYTHON_MODULES`` comma-separated; ``pkg.*`` for a package).
     python_step_seconds: a Python workflow step running longer traps (``AOS_PYTHON_STEP_SECONDS``).
     metrics: ``HOST:PORT`` for Prometheus metrics at ``/metrics`` (``AOS_METRICS``; ``""``: none).
+    storage: ``s3://BUCKET/PREFIX`` (or ``file:///PATH``) for shared storage (``AOS_STORAGE``); ``""``:
+        embedded, RocksDB only. Endpoint, region and credentials come from the standard AWS variables.
+    host_id: this kernel's id on shared storage, which is also its log's (``--host-id``, ``AOS_HOST_ID``);
+        ``""``: the one kept in the data directory, or a new one for a new directory.
     """
 
     data_dir: str = field(default_factory=default_data_dir)
@@ -49,6 +53,8 @@ class KernelConfig:
     python_modules: tuple[str, ...] = ()
     python_step_seconds: float = 10.0
     metrics: str = ""
+    storage: str = ""
+    host_id: str = ""
 
     @property
     def default_socket(self) -> str:
@@ -73,6 +79,10 @@ def from_env(**overrides: object) -> KernelConfig:
         values["python_step_seconds"] = float(os.environ["AOS_PYTHON_STEP_SECONDS"])
     if os.environ.get("AOS_METRICS"):
         values["metrics"] = os.environ["AOS_METRICS"]
+    if os.environ.get("AOS_STORAGE"):
+        values["storage"] = os.environ["AOS_STORAGE"]
+    if os.environ.get("AOS_HOST_ID"):
+        values["host_id"] = os.environ["AOS_HOST_ID"]
     if "AOS_HEALTH" in os.environ:
         values["health"] = os.environ["AOS_HEALTH"]
     values.update({k: v for k, v in overrides.items() if v is not None})

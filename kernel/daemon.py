@@ -27,6 +27,7 @@ from aos.cli_errors import describe
 from aos.errors import AosError, InvalidArgument
 from aos.kernel import log as kernel_log
 from aos.kernel.config import from_env
+from aos.kernel.names import check_name
 from aos.kernel.server import KernelServer
 
 log = logging.getLogger("aos.kernel")
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     from aos.kernel.scheduler.agent import add_options as add_cluster_options
 
     add_cluster_options(parser)
+    parser.add_argument("--storage", metavar="URL",
+                        help="shared storage: s3://BUCKET/PREFIX (endpoint, region and credentials from the standard "
+                        "AWS variables) or file:///PATH (default: $AOS_STORAGE, else embedded: RocksDB only)")
+    parser.add_argument("--host-id", metavar="ID",
+                        help="this kernel's id on shared storage (default: $AOS_HOST_ID, else the one kept in the "
+                        "data directory, else a new one)")
     parser.add_argument("--exit-with", type=int, metavar="PID",
                         help="stop, as on SIGTERM, when process PID exits (a kernel started for one command)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
@@ -98,6 +105,16 @@ def check(args: argparse.Namespace) -> None:
     for root in args.grant_host or ():
         if not os.path.isdir(root):
             raise InvalidArgument(f"--grant-host {root}: no such directory")
+    storage = args.storage if args.storage is not None else os.environ.get("AOS_STORAGE", "")
+    if storage:
+        from aos.kernel.storage.config import StorageConfig
+
+        StorageConfig.from_url(storage)
+    host_id = args.host_id if args.host_id is not None else os.environ.get("AOS_HOST_ID", "")
+    if host_id:
+        if not storage:
+            raise InvalidArgument("--host-id names this kernel on shared storage: give --storage too")
+        check_name(host_id, "--host-id")
     health = args.health if args.health is not None else os.environ.get("AOS_HEALTH")
     if health:
         host, sep, port = health.rpartition(":")
@@ -173,6 +190,8 @@ async def run(args: argparse.Namespace) -> int:
         idle_seconds=args.idle_seconds,
         python_modules=tuple(args.python_module) if args.python_module else None,
         metrics=args.metrics,
+        storage=args.storage,
+        host_id=args.host_id,
     )
     server = KernelServer(config)
     stop = asyncio.Event()
@@ -192,6 +211,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await server.start()
         say(f"aos-kernel {__version__} data={config.data_dir} pid={os.getpid()}")
+        if server.storage is not None:
+            say(f"storage {server.storage.url} host {server.storage.host_id}")
         for address in server.addresses:
             say(f"listening {address}")
         if server.health is not None:

@@ -3,6 +3,11 @@
 ``KernelServer.start`` takes the data-directory lock, opens RocksDB, makes
 sure an admin token exists, and starts every listener; ``stop`` undoes it in
 reverse, writing whatever is queued before the database closes.
+
+With ``storage`` (``--storage``) the kernel is one host of a shared store:
+its log is opened (and what RocksDB missed replayed) before any service
+exists, every turn goes through it, and its listeners are up before its
+worlds are re-acquired, so the heads it writes name where it listens.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import capnp
 
@@ -25,7 +30,12 @@ from aos.kernel.rpc import Peer, PeerLimits
 from aos.kernel.services import KernelServices
 from aos.kernel.store import GroupCommitter, KernelStore
 
+if TYPE_CHECKING:
+    from aos.kernel.storage.hosting import HostStorage
+
 log = logging.getLogger("aos.kernel")
+# kernel/storage/hosting.py META_HOST, named here so an embedded kernel never imports boto3
+_SHARED_MARK = b"storage.host"
 
 ADMIN_TOKEN_FILE = "admin.token"
 # Room for one maximal Data payload plus framing, in 8-byte words.
@@ -64,6 +74,7 @@ class KernelServer:
     _lock_fd: int = -1
     _store: KernelStore | None = None
     _committer: GroupCommitter | None = None
+    storage: HostStorage | None = None
     _servers: list[Any] = field(default_factory=list)
     _connections: set[asyncio.Task[None]] = field(default_factory=set)
     fatal: asyncio.Event = field(default_factory=asyncio.Event)
@@ -78,19 +89,47 @@ class KernelServer:
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         self._lock()
         self._store = KernelStore(os.path.join(config.data_dir, "db"))
-        self._committer = GroupCommitter(self._store, on_fatal=lambda exc: self.fatal.set())
+        writer = None
+        if config.storage:
+            from aos.kernel.storage.config import StorageConfig
+            from aos.kernel.storage.hosting import HostStorage
+
+            self.storage = HostStorage(StorageConfig.from_url(config.storage), self._store, config.host_id)
+            await asyncio.get_running_loop().run_in_executor(None, self.storage.open)
+            self.storage.on_lost = lambda exc: self.fatal.set()
+            writer = self.storage.write
+        else:
+            self._refuse_shared_directory()
+        self._committer = GroupCommitter(self._store, on_fatal=lambda exc: self.fatal.set(), writer=writer)
+        if self.storage is not None:
+            self.storage.committer = self._committer
         self._committer.start()
-        self.services = KernelServices(config, self._store, self._committer)
+        self.services = KernelServices(config, self._store, self._committer, self.storage)
         self.services.timers.start()
         await self._ensure_admin_token()
-        await self.services.worlds.start()
         tls = self._tls_context()
+        if self.storage is None:
+            await self.services.worlds.start()
         for address in listen:
             self.addresses.append(await self._listen(address, tls))
+        if self.storage is not None:
+            tcp = [a for a in self.addresses if a.kind == "tcp"]
+            self.storage.address = str((tcp or self.addresses)[0])
+            await self.services.worlds.start()
         if config.health:
             self.health = HealthEndpoint(config.health)
             self.health.start()
             log.info("event=health_listening addr=%s", self.health.address)
+
+    def _refuse_shared_directory(self) -> None:
+        assert self._store is not None
+        raw = self._store.get("meta", _SHARED_MARK)
+        if raw is not None:
+            import json
+
+            mine = json.loads(raw)
+            raise InvalidArgument(f"this data directory is host {mine['host']} on shared storage: start aos-kernel "
+                                  f"with --storage {mine['storage']}")
 
     def _lock(self) -> None:
         path = os.path.join(self.config.data_dir, "kernel.lock")
@@ -185,8 +224,13 @@ class KernelServer:
             await self.services.worlds.close()
             await self.services.timers.stop()
             await self.services.close()
+        if self.storage is not None and self.storage.heads is not None and self._committer is not None \
+                and not self.fatal.is_set():
+            await self.storage.checkpoint_all()  # so the next start reads little of the log
         if self._committer is not None:
             await self._committer.close()
+        if self.storage is not None:
+            await self.storage.close()
         if self._store is not None:
             self._store.close()
         for address in self.addresses:

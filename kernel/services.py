@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aos import __version__
 from aos.caps.grants import Grant, GrantTable, Scope
@@ -27,16 +27,22 @@ from aos.kernel.store import GroupCommitter, KernelStore
 from aos.kernel.timers.store import TimerStore
 from aos.kernel.world.python_runtime import PythonAllowList
 
+if TYPE_CHECKING:
+    from aos.kernel.storage.hosting import HostStorage
+
 log = logging.getLogger("aos.kernel")
 
 
 class KernelServices:
-    def __init__(self, config: KernelConfig, store: KernelStore, committer: GroupCommitter) -> None:
+    def __init__(self, config: KernelConfig, store: KernelStore, committer: GroupCommitter,
+                 storage: HostStorage | None = None) -> None:
         self.config = config
         self.limits = config.limits
         self.store = store
         self.committer = committer
-        self.cas = CasStore(store, committer)
+        self.storage = storage  # None: embedded (RocksDB only)
+        self.cas = CasStore(store, committer, storage.cas, storage.executor) if storage is not None else CasStore(
+            store, committer)
         self.journal = JournalStore(store, committer)
         self.mailboxes = MailboxStore(store, committer)
         self.timers = TimerStore(store, committer, self.mailboxes)

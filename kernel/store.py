@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import rocksdict
 
@@ -103,12 +104,30 @@ class KernelStore:
         self._db.close()
 
 
-class GroupCommitter:
-    """Batches concurrent ``commit`` calls into one synced write per turn."""
+T = TypeVar("T")
 
-    def __init__(self, store: KernelStore, on_fatal: Callable[[BaseException], None] | None = None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A function to run on the writer thread between two turns (``GroupCommitter.call``)."""
+
+    fn: Callable[[], Any]
+
+
+class GroupCommitter:
+    """Batches concurrent ``commit`` calls into one synced write per turn.
+
+    ``writer`` writes one turn (default: ``store.write``); a kernel on shared
+    storage passes one that puts the turn in its S3 log first
+    (``kernel/storage/hosting.py``). It runs on the one writer thread, in
+    turn order, and whatever it raises is fatal.
+    """
+
+    def __init__(self, store: KernelStore, on_fatal: Callable[[BaseException], None] | None = None,
+                 writer: Callable[[list[Op]], None] | None = None) -> None:
         self._store = store
-        self._queue: list[tuple[list[Op], asyncio.Future[None]]] = []
+        self._write = writer if writer is not None else store.write
+        self._queue: list[tuple[list[Op] | _Job, asyncio.Future[Any]]] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aos-commit")
         self._task: asyncio.Task[None] | None = None
@@ -133,35 +152,65 @@ class GroupCommitter:
         self._wakeup.set()
         return future
 
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread after every turn queued before it and before any queued after.
+
+        For work that must see the store exactly between two turns; what it
+        raises goes to the caller only (it is not a failed write).
+        """
+        if self._failed is not None:
+            raise KernelError("the kernel's storage failed; it accepts no more writes")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((_Job(fn), future))
+        self._wakeup.set()
+        return await future
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if not self._queue:
-                continue
-            turn, self._queue = self._queue, []
-            ops = [op for batch, _ in turn for op in batch]
-            started = time.perf_counter()
-            try:
-                await loop.run_in_executor(self._thread, self._store.write, ops)
-            except BaseException as exc:
-                # A failed synced write leaves us unsure what is on disk, so no
-                # caller may be told "durable" again: fail everything, stop.
-                self._failed = exc
-                log.critical("event=commit_failed error=%r", str(exc))
-                for _, future in turn + self._queue:
-                    if not future.done():
-                        future.set_exception(KernelError("storage write failed"))
-                if self._on_fatal is not None:
-                    self._on_fatal(exc)
-                raise
-            self.turns += 1
-            self.ops += len(ops)
-            observe_commit(len(ops), len(turn), time.perf_counter() - started)
-            for _, future in turn:
+            queued, self._queue = self._queue, []
+            while queued:
+                # everything up to the next job is one turn; the job runs after it
+                cut = next((i for i, (item, _) in enumerate(queued) if isinstance(item, _Job)), len(queued))
+                turn, job, queued = queued[:cut], queued[cut] if cut < len(queued) else None, queued[cut + 1 :]
+                if turn:
+                    await self._turn(loop, turn, queued)  # type: ignore[arg-type]
+                if job is not None:
+                    fn, future = job[0].fn, job[1]  # type: ignore[union-attr]
+                    try:
+                        result = await loop.run_in_executor(self._thread, fn)
+                    except Exception as exc:  # noqa: BLE001 -- the job's caller handles it
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+
+    async def _turn(self, loop: asyncio.AbstractEventLoop, turn: list[tuple[list[Op], asyncio.Future[None]]],
+                    later: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        ops = [op for batch, _ in turn for op in batch]
+        started = time.perf_counter()
+        try:
+            await loop.run_in_executor(self._thread, self._write, ops)
+        except BaseException as exc:
+            # A failed synced write leaves us unsure what is on disk, so no
+            # caller may be told "durable" again: fail everything, stop.
+            self._failed = exc
+            log.critical("event=commit_failed error=%r", str(exc))
+            for _, future in turn + later + self._queue:
                 if not future.done():
-                    future.set_result(None)
+                    future.set_exception(KernelError("storage write failed"))
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            raise
+        self.turns += 1
+        self.ops += len(ops)
+        observe_commit(len(ops), len(turn), time.perf_counter() - started)
+        for _, future in turn:
+            if not future.done():
+                future.set_result(None)
 
     async def close(self) -> None:
         """Write what is queued, then stop the writer."""

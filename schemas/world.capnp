@@ -52,6 +52,37 @@ interface Worlds extends(Caps.Held) {
   # and on the worlds it opens send, sendBatch, snapshot and setGrant fail with
   # PermissionDenied. Reads (list, state, journal, tail, describe, grants,
   # effects) work. A read-only capability stays read-only.
+
+  release @7 (worldId :Text) -> (placement :Placement);
+  # Hand a world over (a kernel on shared storage, `aos-kernel --storage`):
+  # stop taking its inputs, let its commits finish, stop its running effects
+  # (their intents stay open and restart with the same idempotency keys
+  # wherever it wakes next), write everything it committed to its own objects
+  # and its head "released", and drop it here. Returns once the world is
+  # durable in shared storage. Afterwards every call on it at this kernel fails
+  # with WorldMoved, naming the kernel that holds it once one acquired it.
+  # Errors: UnknownWorld, WorldMoved, InvalidArgument (an embedded kernel has
+  # nowhere to release to), StorageUnavailable, PermissionDenied (read-only).
+
+  acquire @8 (worldId :Text) -> (info :WorldInfo, placement :Placement);
+  # Take a world on shared storage and wake it here: a released one (two
+  # requests), or one another kernel holds without having released it, which
+  # fences that kernel's log first (it can never append again, and stops).
+  # Open intents restart, timers set before the move fire here, waiting mail
+  # is delivered. Idempotent for a world this kernel holds. A kernel also
+  # acquires a released world by itself when it gets an event for it
+  # (World.send, portal mail), unless it released that world itself.
+  # Errors: UnknownWorld, InvalidArgument (embedded kernel), Fenced,
+  # StorageUnavailable, PermissionDenied (read-only).
+}
+
+struct Placement {
+  # Where a world lives on shared storage: its head's owner.
+  host @0 :Text;       # the holding kernel's host id; "" = released (nobody holds it)
+  address @1 :Text;    # where that kernel listens, as it says in the head
+  epoch @2 :UInt64;    # goes up by one with every acquire
+  previous @3 :Text;   # acquire: the host that held it before ("" = it was released or new)
+  journalHeight @4 :UInt64;
 }
 
 struct Module {
@@ -73,6 +104,10 @@ struct WorldInfo {
                            # loads or is no longer allowed, a replay that diverged).
                            # Its calls fail with WorldQuarantined and its mail waits
                            # until Worlds.unquarantine.
+  released @9 :Bool;       # this kernel released the world (or lost it to another
+                           # kernel on shared storage) and holds none of its state:
+                           # its calls fail with WorldMoved. Listed so it is not lost
+                           # from sight; the other fields are as of the release.
 }
 
 interface World extends(Caps.Held) {

@@ -240,6 +240,14 @@ class WorldDriver:
         if receipt is not None:
             await self.deliver_receipt(intent.intent_hash, receipt)
 
+    async def cancel_effects(self) -> None:
+        """Stop every running adapter without settling its intent (a hand-over: the intents stay open and
+        restart, with the same idempotency keys, wherever the world wakes next)."""
+        tasks = list(self._effects.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def cancel_effect(self, intent_hash: str) -> None:
         """Stop a running adapter; the caller settles the intent."""
         task = self._effects.pop(intent_hash, None)

@@ -254,8 +254,9 @@ class EffectDispatcher:
 
     async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
         dest = str(params.get("dest_world", ""))
-        if self.services.worlds.registry.get(driver.universe, dest) is None:
-            return Receipt.fail("unknown_world", f"no world {dest!r} in universe {driver.universe}")
+        refusal = await self.services.worlds.portal_refusal(driver.universe, dest)  # may acquire it (shared storage)
+        if refusal is not None:
+            return Receipt.fail(*refusal)
         payload = cbor.encode(
             {"kind": "event", "schema": params.get("schema"), "value": params.get("value"), "from": driver.world_id}
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Receipt
-from aos.errors import InvalidArgument, KernelError, PermissionDenied, UnknownWorld
+from aos.errors import InvalidArgument, KernelError, PermissionDenied, UnknownWorld, WorldMoved
 from aos.kernel.host.driver import EPOCH, WorldDriver
 from aos.kernel.host.effects import EffectDispatcher, effect_kind, inbox, world_of_inbox
 from aos.kernel.host.registry import WorldMeta, WorldRegistry, journal_universe
@@ -39,6 +39,7 @@ from aos.kernel.world.runtime import WasmModuleCache, WorkflowRuntime
 from aos.kernel.world.stepper import World
 
 if TYPE_CHECKING:
+    from aos.kernel.host.handover import HandOver
     from aos.kernel.services import KernelServices
 
 log = logging.getLogger("aos.kernel.world")
@@ -52,9 +53,12 @@ class WorldStatus:
     journal_height: int
     last_input_ms: int
     traps: int
+    released: bool = False  # handed over to (or taken by) another kernel on shared storage: nothing is here
 
     @property
     def state(self) -> str:
+        if self.released:
+            return "released"
         return "quarantined" if self.meta.quarantined else "awake" if self.awake else "hibernated"
 
 
@@ -79,6 +83,12 @@ class WorldHost:
         self._frame_listeners: dict[tuple[str, str], list[Callable[[str, Any], None]]] = {}
         self.wakes = 0
         self.hibernations = 0
+        # on shared storage (aos-kernel --storage): ownership, release and acquire (kernel/host/handover.py)
+        self.handover: HandOver | None = None
+        if services.storage is not None:
+            from aos.kernel.host.handover import HandOver
+
+            self.handover = HandOver(self, services.storage)
         # events and receipts journaled per universe since start (kernel/metrics.py, Kernel.universes)
         self.events: Counter[str] = Counter()
         self.receipts: Counter[str] = Counter()
@@ -86,6 +96,8 @@ class WorldHost:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.handover is not None:
+            await self.handover.start()  # before any wake: only worlds whose heads still name us stay
         self.services.mailboxes.arrival_listeners.append(self._on_mail)
         # worlds whose journal runs past their last snapshot were active at the last stop
         # (or crash): wake them so open intents restart and missing derived records are written
@@ -150,6 +162,8 @@ class WorldHost:
 
     async def _genesis(self, meta: WorldMeta, world: World) -> WorldMeta:
         """Store the starting snapshot and journal its marker as record 0."""
+        if self.handover is not None:
+            await self.handover.claim(meta.universe, meta.world_id)  # its head first: one creator per world id
         snapshot = world.snapshot()
         address = await self.services.cas.put(meta.universe, snapshot)
         meta = meta.with_snapshot(address, 0)
@@ -207,6 +221,8 @@ class WorldHost:
     def meta(self, universe: str, world_id: str) -> WorldMeta:
         meta = self.registry.get(universe, world_id)
         if meta is None:
+            if self.handover is not None:
+                self.handover.check(universe, world_id)  # WorldMoved for one this kernel released
             raise UnknownWorld(f"no world {world_id!r} in universe {universe}")
         return meta
 
@@ -226,6 +242,8 @@ class WorldHost:
         waking = self._waking.get((universe, world_id))
         if waking is not None:
             return await asyncio.shield(waking)
+        if self.handover is not None:
+            await self.handover.locate(universe, world_id, "refuse")  # where it is, if not here
         meta = self.meta(universe, world_id)
         if meta.quarantined:
             raise WorldQuarantined(f"world {world_id} is quarantined: {meta.quarantined}")
@@ -300,10 +318,14 @@ class WorldHost:
     # --- using ---------------------------------------------------------------------------------
 
     async def send(self, universe: str, world_id: str, schema: str, value: Any) -> int:
+        if self.handover is not None:
+            await self.handover.locate(universe, world_id, "acquire")  # an event brings a released world here
         return await (await self.driver(universe, world_id)).send_event(schema, value)
 
     async def send_batch(self, universe: str, world_id: str, events: list[tuple[str, Any]]) -> list[int]:
         """Door-check all, then submit all at once so they share journal batches."""
+        if self.handover is not None:
+            await self.handover.locate(universe, world_id, "acquire")
         driver = await self.driver(universe, world_id)
         for i, (schema, value) in enumerate(events):
             bad = driver.world.check_event(schema, value)
@@ -336,6 +358,8 @@ class WorldHost:
         del self._drivers[(universe, world_id)]
         await driver.stop()
         self.hibernations += 1
+        if self.handover is not None:
+            await self.handover.checkpoint(universe, world_id)  # a sleeping world's tail leaves the log
         return True
 
     async def fork(self, universe: str, world_id: str, new_id: str = "", name: str = "") -> WorldMeta:
@@ -387,7 +411,83 @@ class WorldHost:
                 for g in sorted(manifest.grants.values(), key=lambda g: g.name)]
 
     def status(self, universe: str) -> list[WorldStatus]:
-        return [self.status_of(meta) for meta in self.registry.all(universe)]
+        held = [self.status_of(meta) for meta in self.registry.all(universe)]
+        if self.handover is None:
+            return held
+        gone = [WorldStatus(t.meta, False, t.journal_height, t.meta.last_event_ms, 0, released=True)
+                for t in self.handover.tombstones(universe)]
+        return sorted(held + gone, key=lambda s: s.meta.world_id)
+
+    # --- shared storage: hand-over (kernel/host/handover.py) ------------------------------------
+
+    def _handover(self) -> HandOver:
+        if self.handover is None:
+            raise InvalidArgument("this kernel runs without shared storage (aos-kernel --storage s3://BUCKET/PREFIX): "
+                                  "its worlds cannot move")
+        return self.handover
+
+    async def release(self, universe: str, world_id: str) -> dict[str, Any]:
+        """Hand a world over to shared storage; afterwards its calls here fail with ``WorldMoved``."""
+        return await self._handover().release(universe, world_id)
+
+    async def acquire(self, universe: str, world_id: str) -> tuple[WorldMeta, dict[str, Any]]:
+        """Take a world from shared storage (released, or from its owner, fencing it) and wake it here."""
+        return await self._handover().acquire(universe, world_id)
+
+    async def locate(self, universe: str, world_id: str, on_released: str = "allow") -> None:
+        """Raise ``UnknownWorld``/``WorldMoved`` unless calls on the world can go ahead here."""
+        if self.handover is None:
+            self.meta(universe, world_id)
+        else:
+            await self.handover.locate(universe, world_id, on_released)
+
+    async def detach(self, universe: str, world_id: str) -> WorldMeta:
+        """Stop a world here for a hand-over: no new inputs or mail, running effects stopped (their
+        intents stay open), every commit finished. Returns its entry, now forgotten by the registry."""
+        world = (universe, world_id)
+        waking = self._waking.get(world)
+        if waking is not None:
+            await asyncio.gather(asyncio.shield(waking), return_exceptions=True)
+        meta = self.registry.forget(universe, world_id) or self.meta(universe, world_id)
+        driver = self._drivers.pop(world, None)
+        drain = self._drains.get(world)
+        if driver is not None:
+            await driver.cancel_effects()
+            await driver.drain()
+            await driver.stop()
+        if drain is not None:
+            await asyncio.gather(drain, return_exceptions=True)  # it ends at its next driver() (WorldMoved)
+        return meta
+
+    def wake_later(self, universe: str, world_id: str) -> None:
+        """Wake a world in the background (a hand-over that failed: its open intents must run)."""
+        async def wake() -> None:
+            try:
+                await self.driver(universe, world_id)
+            except Exception as exc:  # noqa: BLE001 -- logged; the next call wakes it or says why
+                log.warning("event=wake_failed world=%s error=%r", world_id, str(exc)[:200])
+            self._on_mail(universe, inbox(world_id))
+
+        asyncio.get_running_loop().create_task(wake())
+
+    def mail_arrived(self, universe: str, world_id: str) -> None:
+        """Deliver a world's waiting mail (it arrived with the world)."""
+        self._on_mail(universe, inbox(world_id))
+
+    async def portal_refusal(self, universe: str, world_id: str) -> tuple[str, str] | None:
+        """Why portal mail cannot go to a world here (code, message), or None: it is here (acquired now if
+        it was released and this kernel did not release it)."""
+        if self.registry.get(universe, world_id) is not None:
+            return None
+        if self.handover is None:
+            return "unknown_world", f"no world {world_id!r} in universe {universe}"
+        try:
+            await self.handover.locate(universe, world_id, "acquire")
+        except WorldMoved as exc:
+            return "world_moved", str(exc)  # cross-kernel mail is the scheduler's (later issue)
+        except UnknownWorld as exc:
+            return "unknown_world", str(exc)
+        return None
 
     def status_of(self, meta: WorldMeta) -> WorldStatus:
         driver = self._drivers.get((meta.universe, meta.world_id))
@@ -447,6 +547,8 @@ class WorldHost:
                 driver = await self.driver(universe, world_id)
             except WorldQuarantined:
                 return  # the mail stays queued until an operator releases the world
+            except UnknownWorld:
+                return  # being handed over (WorldMoved): the mail goes with the world
             pending = []
             for message in messages:
                 ack = mailboxes.ack_ops(universe, inbox(world_id), [message.seq])

@@ -70,5 +70,18 @@ class WorldRegistry:
         """Call after ``put_op`` was committed."""
         self._metas[(meta.universe, meta.world_id)] = meta
 
+    def forget(self, universe: str, world_id: str) -> WorldMeta | None:
+        """Stop knowing a world (it left for another kernel); returns what was known."""
+        return self._metas.pop((universe, world_id), None)
+
+    def load(self, universe: str, world_id: str) -> WorldMeta | None:
+        """Read one world's entry from the store again (it arrived from another kernel)."""
+        raw = self._store.get("worlds", key(universe, world_id))
+        if raw is None:
+            self._metas.pop((universe, world_id), None)
+            return None
+        meta = self._metas[(universe, world_id)] = WorldMeta.from_json(raw)
+        return meta
+
     def __len__(self) -> int:
         return len(self._metas)

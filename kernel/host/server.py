@@ -8,7 +8,7 @@ from typing import Any
 from aos.caps.gateway import HandleImpl
 from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
-from aos.errors import InvalidArgument, PermissionDenied
+from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
 from aos.kernel.host import jsonvalue
 from aos.kernel.host.host import WorldHost, WorldStatus
 from aos.kernel.host.registry import journal_universe
@@ -31,6 +31,7 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
         "snapshot": meta.snapshot,
         "forkedFrom": meta.forked_from,
         "quarantined": meta.quarantined,
+        "released": status.released,
     }
 
 
@@ -47,8 +48,9 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
     def host(self) -> WorldHost:
         return self.services.worlds
 
-    def _world_cap(self, world_id: str) -> Any:
-        self.host.meta(self.grant.scope.universe, world_id)  # UnknownWorld early
+    def _world_cap(self, world_id: str, located: bool = False) -> Any:
+        if not located:
+            self.host.meta(self.grant.scope.universe, world_id)  # UnknownWorld early
         scope = Scope("world", self.grant.scope.universe, read_only=self.grant.scope.read_only, world=world_id)
         return self.services.cap_for(self.services.grants.derive(self.grant, scope))
 
@@ -70,7 +72,9 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
 
     @remote()
     async def open(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
-        return self._world_cap(worldId)
+        # on shared storage a released world opens too: its first event acquires it here
+        await self.host.locate(self.grant.scope.universe, worldId, "allow")
+        return self._world_cap(worldId, located=True)
 
     @remote()
     async def list(self, _context: Any, **kwargs: Any) -> Any:
@@ -99,6 +103,17 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
     async def readOnly(self, _context: Any, **kwargs: Any) -> Any:
         return self.services.attenuate(self.grant, read_only=True)
 
+    @remote()
+    async def release(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        self._writable("release worlds")
+        return await self.host.release(self.grant.scope.universe, worldId)
+
+    @remote()
+    async def acquire(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+        self._writable("acquire worlds")
+        meta, placement = await self.host.acquire(self.grant.scope.universe, worldId)
+        return world_info(self.host.status_of(meta)), placement
+
 
 def _check_writable(grant: Any, what: str) -> None:
     if grant.scope.read_only:
@@ -123,7 +138,10 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         _check_writable(self.grant, "send events")
         # (a field named "schema" would be shadowed by pycapnp's reader attribute)
         seq = await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
-        return seq, await self._outcome(eventSchema, seq)
+        try:
+            return seq, await self._outcome(eventSchema, seq)
+        except UnknownWorld:  # handed over right after the event was durable: it is, so the send succeeded
+            return seq, {"steps": 0, "traps": [], "intents": 0, "rejected": 0}
 
     async def _outcome(self, schema: str, seq: int) -> dict[str, Any]:
         """What the event at ``seq`` caused. Its derived records follow it in the
@@ -188,12 +206,14 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
 
     @remote()
     async def journal(self, fromSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
+        await self.host.locate(self.universe, self.world_id, "refuse")  # WorldMoved when it left
         limit = min(limit or 1000, 4096)
         records, next_seq = self.services.journal.read(journal_universe(self.universe), self.world_id, fromSeq, limit)
         return [record_json(fromSeq + i, raw) for i, raw in enumerate(records)], next_seq
 
     @remote()
     async def readRaw(self, fromSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
+        await self.host.locate(self.universe, self.world_id, "refuse")
         limit = min(limit or 1000, 4096)
         return self.services.journal.read(journal_universe(self.universe), self.world_id, fromSeq, limit)
 

@@ -55,6 +55,11 @@ class JournalStore:
             raise UnknownWorld(f"no journal {world!r} in universe {universe}")
         return head
 
+    def forget(self, universe: str, world: str) -> None:
+        """Drop a journal's cached head: its records were replaced or removed under the store (a world
+        that arrived from or left for another kernel on shared storage); the next use reads it again."""
+        self._heads.pop(key(universe, world), None)
+
     def exists(self, universe: str, world: str) -> bool:
         return self._head(key(universe, world)) is not None
 

@@ -69,6 +69,11 @@ class MailboxStore:
         self._next_seq[box_key] = seq + 1
         return seq
 
+    def forget(self, universe: str, mailbox: str) -> None:
+        """Drop what is cached about a mailbox whose messages were replaced under the store (a world's
+        inbox that arrived from or left for another kernel); its next seq is read again on next use."""
+        self._next_seq.pop(key(universe, mailbox), None)
+
     def enqueue_ops(self, universe: str, mailbox: str, message_id: str, payload: bytes) -> list[Op] | None:
         """The writes that enqueue a message, or None if the id was seen before.
 

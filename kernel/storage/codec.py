@@ -56,6 +56,18 @@ def _field(value: dict[str, Any], name: str, kind: type | tuple[type, ...], what
 # --- log batches ------------------------------------------------------------------------------
 
 
+def _ops(raw_ops: list[Any], what: str) -> tuple[Op, ...]:
+    ops = []
+    for item in raw_ops:
+        if (
+            not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
+            or not isinstance(item[1], bytes) or not (item[2] is None or isinstance(item[2], bytes))
+        ):
+            raise CorruptObject(f"{what}: malformed op")
+        ops.append(Op(item[0], item[1], item[2]))
+    return tuple(ops)
+
+
 def encode_batch(batch: LogBatch) -> bytes:
     ops = [[op.family, op.key, op.value] for op in batch.ops]
     return cbor.encode(
@@ -69,17 +81,9 @@ def decode_batch(data: bytes, log: str, seq: int) -> LogBatch:
     value = _cbor(data, what)
     if value.get("log") != log or value.get("seq") != seq:
         raise CorruptObject(f"{what} holds the object of log {value.get('log')!r} seq {value.get('seq')!r}")
-    raw_ops = _field(value, "ops", list, what)
-    ops = []
-    for item in raw_ops:
-        if (
-            not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
-            or not isinstance(item[1], bytes) or not (item[2] is None or isinstance(item[2], bytes))
-        ):
-            raise CorruptObject(f"{what}: malformed op")
-        ops.append(Op(item[0], item[1], item[2]))
+    ops = _ops(_field(value, "ops", list, what), what)
     return LogBatch(
-        log, seq, _field(value, "epoch", int, what), _field(value, "writer", str, what), tuple(ops),
+        log, seq, _field(value, "epoch", int, what), _field(value, "writer", str, what), ops,
         _field(value, "fence", bool, what),
     )
 
@@ -110,7 +114,7 @@ def encode_world_head(head: WorldHead) -> bytes:
     snap = None if head.snapshot is None else {"address": head.snapshot.address, "seq": head.snapshot.seq}
     return _dump(
         {"v": VERSION, "universe": head.universe, "world": head.world, "owner": head.owner, "epoch": head.epoch,
-         "flushed": head.flushed, "tail": tail, "snapshot": snap}
+         "flushed": head.flushed, "tail": tail, "snapshot": snap, "ops": head.ops, "address": head.address}
     )
 
 
@@ -129,8 +133,14 @@ def decode_world_head(data: bytes, universe: str, world: str) -> WorldHead:
     if value.get("snapshot") is not None:
         raw = _field(value, "snapshot", dict, what)
         snapshot = Snapshot(_field(raw, "address", str, what), _field(raw, "seq", int, what))
+    address = value.get("address")
+    if address is not None and not isinstance(address, str):
+        raise CorruptObject(f"{what}: bad address")
+    # "ops" and "address" came with the kernel's wiring; a head written before has neither
+    ops = _field(value, "ops", int, what) if "ops" in value else 0
     return WorldHead(
-        universe, world, owner, _field(value, "epoch", int, what), _field(value, "flushed", int, what), tail, snapshot
+        universe, world, owner, _field(value, "epoch", int, what), _field(value, "flushed", int, what), tail, snapshot,
+        ops, address,
     )
 
 
@@ -169,3 +179,39 @@ def decode_segment(data: bytes, universe: str, world: str, first: int) -> Segmen
     if not all(isinstance(r, bytes) for r in records):
         raise CorruptObject(f"{what}: a record is not bytes")
     return Segment(universe, world, first, tuple(records), _field(value, "writer", str, what), _field(value, "epoch", int, what))
+
+
+# --- op segments: a world's state ops (classify.py), in commit order ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpSegment:
+    """State ops ``[first, first + len(ops))`` of one world, flushed by ``writer`` at world epoch ``epoch``."""
+
+    universe: str
+    world: str
+    first: int
+    ops: tuple[Op, ...]
+    writer: str
+    epoch: int
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.ops)
+
+
+def encode_op_segment(segment: OpSegment) -> bytes:
+    return cbor.encode(
+        {"v": VERSION, "universe": segment.universe, "world": segment.world, "first": segment.first,
+         "ops": [[op.family, op.key, op.value] for op in segment.ops], "writer": segment.writer,
+         "epoch": segment.epoch}
+    )
+
+
+def decode_op_segment(data: bytes, universe: str, world: str, first: int) -> OpSegment:
+    what = f"op segment {first} of world {world} in universe {universe}"
+    value = _cbor(data, what)
+    if value.get("universe") != universe or value.get("world") != world or value.get("first") != first:
+        raise CorruptObject(f"{what} holds another segment")
+    ops = _ops(_field(value, "ops", list, what), what)
+    return OpSegment(universe, world, first, ops, _field(value, "writer", str, what), _field(value, "epoch", int, what))

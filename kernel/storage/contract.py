@@ -139,6 +139,11 @@ class WorldHead:
     Records ``[0, flushed)`` are in the world's segments. With an owner, later
     records are in ``tail``; released (no owner), ``flushed`` is the whole
     history. ``epoch`` goes up by one on every acquire.
+
+    ``ops`` counts the world's state ops (registry entry, inbox mail, accepted
+    mail ids, kernel timers: ``classify.py``) already in its op segments; the
+    rest are in the same tail. ``address`` is where the owner says it can be
+    reached (its listen address), so others can say where the world went.
     """
 
     universe: str
@@ -148,6 +153,8 @@ class WorldHead:
     flushed: int
     tail: TailRef | None
     snapshot: Snapshot | None = None
+    ops: int = 0
+    address: str | None = None
 
     @property
     def released(self) -> bool:

@@ -7,6 +7,7 @@ name, so keys need no escaping)::
     logs/<log>/<20-digit seq>                     LogBatch (CBOR), If-None-Match
     u/<universe>/worlds/<world>/head              WorldHead (JSON), If-Match
     u/<universe>/worlds/<world>/seg/<20-digit first seq>   Segment (CBOR), If-None-Match
+    u/<universe>/worlds/<world>/ops/<20-digit first op>    OpSegment (CBOR), If-None-Match
     u/<universe>/cas/<sha256 hex>                 blob bytes, If-None-Match
 
 Seqs are zero-padded to 20 digits (the width of 2**64) so S3's byte-ordered
@@ -60,6 +61,14 @@ def segment_prefix(universe: str, world: str) -> str:
 
 def segment_key(universe: str, world: str, first: int) -> str:
     return segment_prefix(universe, world) + seq_text(first)
+
+
+def op_segment_prefix(universe: str, world: str) -> str:
+    return world_prefix(universe, world) + "ops/"
+
+
+def op_segment_key(universe: str, world: str, first: int) -> str:
+    return op_segment_prefix(universe, world) + seq_text(first)
 
 
 def blob_key(universe: str, digest_hex: str) -> str:

@@ -12,12 +12,14 @@ checkpoint knows what to write and from which log seq a recoverer must read.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from aos.errors import InvalidArgument, OwnershipLost
 from aos.kernel.store import Op
-from aos.kernel.storage.codec import Segment
+from aos.kernel.storage.codec import OpSegment, Segment
 from aos.kernel.storage.contract import CorruptObject, LogBatch, Snapshot, TailRef, WorldHead
 from aos.kernel.storage.layout import journal_op, world_records
 
@@ -39,19 +41,25 @@ def tail_to_recover(head: WorldHead | None, log: str, generation: int) -> TailRe
     return head.tail
 
 
-def acquired_head(old: WorldHead | None, universe: str, world: str, owner: str, flushed: int, tail: TailRef) -> WorldHead:
+def acquired_head(old: WorldHead | None, universe: str, world: str, owner: str, flushed: int, tail: TailRef,
+                  ops: int | None = None, address: str | None = None) -> WorldHead:
     """The head that makes ``owner`` the world's writer: one epoch past the old head."""
     epoch = (old.epoch if old is not None else 0) + 1
-    return WorldHead(universe, world, owner, epoch, flushed, tail, old.snapshot if old is not None else None)
+    ops = ops if ops is not None else old.ops if old is not None else 0
+    return WorldHead(universe, world, owner, epoch, flushed, tail, old.snapshot if old is not None else None, ops,
+                     address)
 
 
-def checkpointed_head(head: WorldHead, flushed: int, tail_start: int, snapshot: Snapshot | None) -> WorldHead:
+def checkpointed_head(head: WorldHead, flushed: int, tail_start: int, snapshot: Snapshot | None,
+                      ops: int | None = None) -> WorldHead:
     assert head.tail is not None
-    return replace(head, flushed=flushed, tail=replace(head.tail, start=tail_start), snapshot=snapshot or head.snapshot)
+    return replace(head, flushed=flushed, tail=replace(head.tail, start=tail_start), snapshot=snapshot or head.snapshot,
+                   ops=head.ops if ops is None else ops)
 
 
-def released_head(head: WorldHead, flushed: int, snapshot: Snapshot | None) -> WorldHead:
-    return replace(head, owner=None, flushed=flushed, tail=None, snapshot=snapshot or head.snapshot)
+def released_head(head: WorldHead, flushed: int, snapshot: Snapshot | None, ops: int | None = None) -> WorldHead:
+    return replace(head, owner=None, flushed=flushed, tail=None, snapshot=snapshot or head.snapshot,
+                   ops=head.ops if ops is None else ops, address=None)
 
 
 # --- records out of logs and segments ----------------------------------------------------------
@@ -81,23 +89,25 @@ def world_tail(batches: list[LogBatch], universe: str, world: str, flushed: int)
     return records
 
 
-def assemble(segments: list[Segment], start: int, stop: int) -> list[bytes]:
-    """Records ``[start, stop)`` out of segments sorted by first seq, the first one starting at or before ``start``.
+def assemble(segments: Sequence[Segment] | Sequence[OpSegment], start: int, stop: int) -> list[Any]:
+    """Records (or state ops) ``[start, stop)`` out of segments sorted by first seq, the first one starting
+    at or before ``start``.
 
     Segments may overlap (a crashed flush and its redo cover the same seqs);
     overlapping records must agree. Segments past ``stop`` are a flush whose
     head update never happened; their records are still in the tail, so they
     are ignored here.
     """
-    out: list[bytes] = []
+    out: list[Any] = []
     pos = start  # every record in [start, pos) is in ``out``
     for segment in segments:
         if pos >= stop:
             break
         if segment.first > pos:
             raise CorruptObject(f"world {segment.world}: no segment holds record {pos}")
+        items: Sequence[Any] = segment.records if isinstance(segment, Segment) else segment.ops
         for seq in range(max(start, segment.first), min(segment.end, stop)):
-            record = segment.records[seq - segment.first]
+            record = items[seq - segment.first]
             if seq < pos:
                 if out[seq - start] != record:
                     raise CorruptObject(f"world {segment.world}: segments disagree about record {seq}")
@@ -110,6 +120,26 @@ def assemble(segments: list[Segment], start: int, stop: int) -> list[bytes]:
 
 
 # --- the owner's state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What one checkpoint or release moves to the world's segments, fixed at one point of the log.
+
+    Records ``[first, first + len(records))`` and state ops ``[ops_first,
+    ops_first + len(ops))`` were committed before log seq ``tail_start``;
+    everything the world commits later lands at or after it.
+    """
+
+    first: int
+    records: tuple[bytes, ...]
+    ops_first: int
+    ops: tuple[Op, ...]
+    tail_start: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.records and not self.ops
 
 
 class State(Enum):
@@ -128,6 +158,10 @@ class Ownership:
     ``[committed, next_seq)`` are reserved by appends still in flight, each
     with the log's next seq when it was prepared (a lower bound of where it
     will land, which is what a checkpoint's tail must start at or before).
+    ``side`` holds the world's state ops committed since ``head.ops``.
+
+    A kernel reserves journal seqs itself (``JournalStore``) and tells the
+    owner what each turn committed (``observe``) instead of ``prepare``.
     """
 
     head: WorldHead
@@ -136,6 +170,8 @@ class Ownership:
     committed: int
     unflushed: list[bytes] = field(default_factory=list)
     pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # first seq -> (count, log floor)
+    side: list[Op] = field(default_factory=list)
+    unflushed_bytes: int = 0
     state: State = State.OWNED
     reason: str = ""
 
@@ -180,22 +216,41 @@ class Ownership:
         self.committed += len(records)
         self.unflushed.extend(records)
 
+    def observe(self, first: int, records: Sequence[bytes], side: Sequence[Op]) -> None:
+        """A turn in the log committed ``records`` (journal seqs from ``first``) and ``side`` state ops."""
+        if records:
+            if first != self.committed:
+                raise CorruptObject(f"world {self.world}: the log holds record {first}, expected {self.committed}")
+            self.committed += len(records)
+            self.next_seq = max(self.next_seq, self.committed)
+            self.unflushed.extend(records)
+            self.unflushed_bytes += sum(map(len, records))
+        if side:
+            self.side.extend(side)
+            self.unflushed_bytes += sum(len(op.key) + len(op.value or b"") for op in side)
+
     def lose(self, reason: str) -> None:
         self.state, self.reason = State.LOST, reason
 
-    def flush_plan(self, log_next: int) -> tuple[int, list[bytes], int]:
-        """(first seq, records, tail start) for a checkpoint now, with the log's next seq ``log_next``.
+    def cut(self, log_next: int) -> Cut:
+        """What a checkpoint now moves, with the log's next seq ``log_next``.
 
         Everything committed is flushed; the tail then starts at the lowest
         log seq an in-flight append may land at, or the log's end.
         """
         self.check()
         floors = [floor for _, floor in self.pending.values()]
-        return self.head.flushed, list(self.unflushed), min(floors + [log_next])
+        return Cut(self.head.flushed, tuple(self.unflushed), self.head.ops, tuple(self.side), min(floors + [log_next]))
 
-    def flushed(self, head: WorldHead, etag: str, count: int) -> None:
-        """A checkpoint or release wrote ``head`` (``count`` records moved from the log to segments)."""
+    def flushed(self, head: WorldHead, etag: str, cut: Cut) -> None:
+        """A checkpoint or release wrote ``head``: ``cut`` moved from the log to segments."""
         self.head, self.etag = head, etag
-        del self.unflushed[:count]
+        del self.unflushed[: len(cut.records)]
+        del self.side[: len(cut.ops)]
+        self.unflushed_bytes = sum(map(len, self.unflushed)) + sum(len(op.key) + len(op.value or b"") for op in self.side)
         if head.owner is None:
             self.state, self.reason = State.RELEASED, "acquire it again to write"
+
+
+SideOps = Callable[[Sequence[LogBatch], str, str, Sequence[Op]], list[Op]]
+"""Extracts one world's state ops from recovered log batches, given its earlier state ops."""

@@ -17,16 +17,24 @@ How it works, step by step (see docs/storage.md for the crash cases):
   ``OwnershipLost``.
 - **release**: the same, and the new head has no owner, so the next acquirer
   needs no fence and no log.
+
+A kernel's worlds have more than records: their *state ops* (registry entry,
+inbox mail, accepted mail ids, kernel timers; ``classify.py``) travel the
+same way, as op segments beside the record segments, counted by the head's
+``ops``. ``space`` maps a universe to the key space its records use in the
+log (a kernel's hosted worlds journal under ``U/worlds``); ``side`` pulls a
+world's state ops out of recovered log batches.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from aos.errors import Fenced, OwnershipLost, StorageUnavailable
+from aos.errors import Fenced, InvalidArgument, OwnershipLost, StorageUnavailable
+from aos.kernel.store import Op
 from aos.kernel.storage import codec
-from aos.kernel.storage.codec import Segment
+from aos.kernel.storage.codec import OpSegment, Segment
 from aos.kernel.storage.contract import (
     CorruptObject,
     ObjectStore,
@@ -36,9 +44,18 @@ from aos.kernel.storage.contract import (
     WorldHead,
     WorldHistory,
 )
-from aos.kernel.storage.layout import parse_seq, segment_key, segment_prefix, world_head_key
+from aos.kernel.storage.layout import (
+    op_segment_key,
+    op_segment_prefix,
+    parse_seq,
+    segment_key,
+    segment_prefix,
+    world_head_key,
+)
 from aos.kernel.storage.ownership import (
+    Cut,
     Ownership,
+    SideOps,
     State,
     acquired_head,
     assemble,
@@ -50,17 +67,29 @@ from aos.kernel.storage.ownership import (
 from aos.kernel.storage.s3log import GenerationScan, LogWriter, ObjectLogs
 
 MAX_HEAD_RACES = 100
-SEGMENT_RECORDS = 4096  # records per segment object, so a cold read fetches bounded objects
+SEGMENT_RECORDS = 4096  # records (or state ops) per segment object, so a cold read fetches bounded objects
 SEGMENT_BYTES = 8 << 20
+
+Materialize = Callable[[WorldHead, list[bytes], list[Op]], None]
+"""Called by ``acquire`` with the world's whole history (records, state ops) before its head names us."""
+
+
+def _op_size(op: Op) -> int:
+    return len(op.key) + len(op.value or b"") + len(op.family)
 
 
 class WorldHeads:
     """World ownership for one host (its log writer ``log``), or read-only access with ``log=None``."""
 
-    def __init__(self, objects: ObjectStore, logs: ObjectLogs | None = None, log: LogWriter | None = None) -> None:
+    def __init__(self, objects: ObjectStore, logs: ObjectLogs | None = None, log: LogWriter | None = None, *,
+                 space: Callable[[str], str] | None = None, side: SideOps | None = None,
+                 address: str | None = None) -> None:
         self.objects = objects
         self.logs = logs if logs is not None else ObjectLogs(objects)
         self.log = log
+        self.space = space if space is not None else (lambda universe: universe)
+        self.side = side
+        self.address = address  # what this host's heads advertise (set once it listens)
         self._owned: dict[tuple[str, str], Ownership] = {}
         self._lock = threading.RLock()
 
@@ -90,23 +119,35 @@ class WorldHeads:
             for batch in self.logs.read(head.tail.log, head.tail.start):
                 if scan.feed(batch):
                     break
-            tail = world_tail(scan.batches, universe, world, head.flushed)
+            tail = world_tail(scan.batches, self.space(universe), world, head.flushed)
             records.extend(tail[max(0, from_seq - head.flushed) :])
         return WorldHistory(head, from_seq, tuple(records))
 
     def _segments(self, universe: str, world: str, start: int, stop: int) -> list[bytes]:
+        return self._read_segments(universe, world, start, stop, ops=False)
+
+    def state_ops(self, universe: str, world: str, stop: int) -> list[Op]:
+        """The world's state ops ``[0, stop)`` from its op segments."""
+        return self._read_segments(universe, world, 0, stop, ops=True) if stop > 0 else []
+
+    def _read_segments(self, universe: str, world: str, start: int, stop: int, *, ops: bool) -> list:  # type: ignore[type-arg]
+        prefix = op_segment_prefix(universe, world) if ops else segment_prefix(universe, world)
         firsts = sorted(
-            seq for key in self.objects.list(segment_prefix(universe, world))
+            seq for key in self.objects.list(prefix)
             if (seq := parse_seq(key.rsplit("/", 1)[-1])) is not None and seq < stop
         )
         # start at the last segment that begins at or before ``start``
         useful = [f for f in firsts if f <= start][-1:] + [f for f in firsts if f > start]
-        segments = []
+        segments: list[Segment] | list[OpSegment] = []
         for first in useful:
-            stored = self.objects.get(segment_key(universe, world, first))
+            key = op_segment_key(universe, world, first) if ops else segment_key(universe, world, first)
+            stored = self.objects.get(key)
             if stored is None:
                 raise CorruptObject(f"world {world}: segment {first} was listed but cannot be read")
-            segments.append(codec.decode_segment(stored.data, universe, world, first))
+            if ops:
+                segments.append(codec.decode_op_segment(stored.data, universe, world, first))  # type: ignore[arg-type]
+            else:
+                segments.append(codec.decode_segment(stored.data, universe, world, first))  # type: ignore[arg-type]
         return assemble(segments, start, stop)
 
     # --- owning ---------------------------------------------------------------------------------
@@ -120,26 +161,50 @@ class WorldHeads:
         own = self._owned.get((universe, world))
         return own if own is not None and own.state is State.OWNED else None
 
-    def acquire(self, universe: str, world: str) -> Ownership:
-        """Make this host the world's only writer (fencing and recovering the previous owner if needed)."""
+    def acquire(self, universe: str, world: str, *, create: bool = False,
+                materialize: Materialize | None = None) -> Ownership:
+        """Make this host the world's only writer (fencing and recovering the previous owner if needed).
+
+        ``create``: the world must be new (``InvalidArgument`` if any kernel
+        ever wrote its head). ``materialize`` receives the world's whole
+        history before the head names this host, so a host that dies right
+        after the head update already has what it acquired.
+        """
         log = self._writer()
         with self._lock:
             own = self.owned(universe, world)
             if own is not None:
+                if create:
+                    raise InvalidArgument(f"world id {world!r} is taken")
                 return own
             if log.fenced:
                 raise Fenced(f"log {log.log} generation {log.epoch} is fenced; reopen it before acquiring worlds")
             for _ in range(MAX_HEAD_RACES):
                 old, etag = self._read_head(universe, world)
+                if create and old is not None:
+                    holder = f"held by {old.owner}" if old.owner else "released"
+                    raise InvalidArgument(f"world id {world!r} is taken in universe {universe} ({holder})")
                 flushed = old.flushed if old is not None else 0
+                ops = old.ops if old is not None else 0
+                earlier: list[Op] | None = None
+                recovered: list[bytes] = []
+                recovered_ops: list[Op] = []
                 tail = tail_to_recover(old, log.log, log.epoch)
                 if tail is not None:
-                    scan = self.logs.recover(tail.log, tail.log_epoch, tail.start, by=log.writer)
-                    recovered = world_tail(scan.batches, universe, world, flushed)
                     assert old is not None
+                    scan = self.logs.recover(tail.log, tail.log_epoch, tail.start, by=log.writer)
+                    recovered = world_tail(scan.batches, self.space(universe), world, flushed)
+                    if self.side is not None:
+                        earlier = self.state_ops(universe, world, ops)
+                        recovered_ops = self.side(scan.batches, universe, world, earlier)
                     self._write_segments(universe, world, flushed, recovered, old.epoch + 1)
-                    flushed += len(recovered)
-                new = acquired_head(old, universe, world, log.writer, flushed, TailRef(log.log, log.epoch, log.next_seq))
+                    self._write_op_segments(universe, world, ops, recovered_ops, old.epoch + 1)
+                new = acquired_head(old, universe, world, log.writer, flushed + len(recovered),
+                                    TailRef(log.log, log.epoch, log.next_seq), ops + len(recovered_ops), self.address)
+                if materialize is not None:
+                    history = self._segments(universe, world, 0, flushed) + recovered if flushed else recovered
+                    state = (earlier if earlier is not None else self.state_ops(universe, world, ops)) + recovered_ops
+                    materialize(new, history, state)
                 try:
                     new_etag = self._put_head(new, etag)
                 except PreconditionFailed:
@@ -182,26 +247,47 @@ class WorldHeads:
         """Flush the world's committed records to a segment and move its head past them."""
         log = self._writer()
         with self._lock:
-            first, records, tail_start = own.flush_plan(log.next_seq)
-            assert own.head.tail is not None
-            if not records and snapshot is None and tail_start == own.head.tail.start:
-                return own.head  # nothing to move: an idle world's checkpoint costs no request
-            self._write_segments(own.universe, own.world, first, records, own.epoch)
-            head = checkpointed_head(own.head, first + len(records), tail_start, snapshot)
-            own.flushed(head, self._swap_head(own, head), len(records))
-            return head
+            return self.flush(own, own.cut(log.next_seq), snapshot=snapshot)
 
     def release(self, own: Ownership, snapshot: Snapshot | None = None) -> WorldHead:
         """Flush everything and leave the world without an owner; the next acquirer needs no fence."""
         with self._lock:
             if own.pending:
                 raise OwnershipLost(f"world {own.world}: appends are still in flight; drain them before releasing")
-            first, records, _ = own.flush_plan(0)
-            self._write_segments(own.universe, own.world, first, records, own.epoch)
-            head = released_head(own.head, first + len(records), snapshot)
-            own.flushed(head, self._swap_head(own, head), len(records))
-            self._owned.pop((own.universe, own.world), None)
-            return head
+            return self.flush(own, own.cut(0), release=True, snapshot=snapshot)
+
+    def flush(self, own: Ownership, cut: Cut, *, release: bool = False, snapshot: Snapshot | None = None,
+              lock: threading.Lock | threading.RLock | None = None) -> WorldHead:
+        """Write ``cut`` to the world's segments, then its head (checkpointed, or released).
+
+        Holds no lock while it writes, only (``lock``, else this object's)
+        while it updates ``own``: a kernel calls it with a cut it made between
+        two turns, runs one flush per world at a time, and keeps committing
+        other turns meanwhile.
+        """
+        own.check()
+        assert own.head.tail is not None
+        if not release and cut.empty and snapshot is None and cut.tail_start == own.head.tail.start:
+            return own.head  # nothing to move: an idle world's checkpoint costs no request
+        self._write_segments(own.universe, own.world, cut.first, list(cut.records), own.epoch)
+        self._write_op_segments(own.universe, own.world, cut.ops_first, list(cut.ops), own.epoch)
+        flushed, ops = cut.first + len(cut.records), cut.ops_first + len(cut.ops)
+        if release:
+            head = released_head(own.head, flushed, snapshot, ops)
+        else:
+            head = checkpointed_head(own.head, flushed, cut.tail_start, snapshot, ops)
+        etag = self._swap_head(own, head)
+        with lock if lock is not None else self._lock:
+            own.flushed(head, etag, cut)
+        if release:
+            with self._lock:
+                self._owned.pop((own.universe, own.world), None)
+        return head
+
+    def forget(self, universe: str, world: str) -> None:
+        """Stop tracking a world this host no longer owns."""
+        with self._lock:
+            self._owned.pop((universe, world), None)
 
     # --- writing objects ------------------------------------------------------------------------
 
@@ -227,18 +313,31 @@ class WorldHeads:
 
     def _write_segments(self, universe: str, world: str, first: int, records: list[bytes], epoch: int) -> None:
         """Store records ``[first, first + len)`` as segments; existing ones covering them must agree."""
+        self._write_chunks(universe, world, first, records, epoch, ops=False)
+
+    def _write_op_segments(self, universe: str, world: str, first: int, ops: list[Op], epoch: int) -> None:
+        """Store state ops ``[first, first + len)`` as op segments; existing ones covering them must agree."""
+        self._write_chunks(universe, world, first, ops, epoch, ops=True)
+
+    def _write_chunks(self, universe: str, world: str, first: int, items: Sequence[bytes] | Sequence[Op],
+                      epoch: int, *, ops: bool) -> None:
         writer = self.log.writer if self.log is not None else "reader"
-        pos, end = first, first + len(records)
+        size_of: Callable[[object], int] = _op_size if ops else len  # type: ignore[assignment]
+        pos, end = first, first + len(items)
         while pos < end:
-            chunk: list[bytes] = []
+            chunk: list[object] = []
             size = 0
-            for record in records[pos - first :]:
-                if chunk and (len(chunk) >= SEGMENT_RECORDS or size + len(record) > SEGMENT_BYTES):
+            for item in items[pos - first :]:
+                if chunk and (len(chunk) >= SEGMENT_RECORDS or size + size_of(item) > SEGMENT_BYTES):
                     break
-                chunk.append(record)
-                size += len(record)
-            key = segment_key(universe, world, pos)
-            data = codec.encode_segment(Segment(universe, world, pos, tuple(chunk), writer, epoch))
+                chunk.append(item)
+                size += size_of(item)
+            if ops:
+                key = op_segment_key(universe, world, pos)
+                data = codec.encode_op_segment(OpSegment(universe, world, pos, tuple(chunk), writer, epoch))  # type: ignore[arg-type]
+            else:
+                key = segment_key(universe, world, pos)
+                data = codec.encode_segment(Segment(universe, world, pos, tuple(chunk), writer, epoch))  # type: ignore[arg-type]
             try:
                 self.objects.put(key, data, if_none_match=True)
                 pos += len(chunk)
@@ -249,10 +348,14 @@ class WorldHeads:
             stored = self.objects.get(key)
             if stored is None:
                 raise CorruptObject(f"world {world}: segment {pos} refused our write but holds nothing")
-            existing = codec.decode_segment(stored.data, universe, world, pos)
+            existing: Segment | OpSegment = (
+                codec.decode_op_segment(stored.data, universe, world, pos) if ops
+                else codec.decode_segment(stored.data, universe, world, pos)
+            )
             if existing.end <= pos:
                 raise CorruptObject(f"world {world}: segment {pos} is empty")
             overlap = min(existing.end, end) - pos
-            if list(existing.records[:overlap]) != records[pos - first : pos - first + overlap]:
+            held = existing.ops if isinstance(existing, OpSegment) else existing.records
+            if list(held[:overlap]) != list(items[pos - first : pos - first + overlap]):
                 raise CorruptObject(f"world {world}: segment {pos} holds other records than the log")
             pos = existing.end

@@ -84,6 +84,13 @@ class TimerStore:
         heapq.heappush(self._heap, (due, generation, universe, timer_key))
         self._changed.set()
 
+    def adopt(self, universe: str, timer_keys: list[str]) -> None:
+        """Schedule timers written to the store by someone else (a world arriving from another kernel)."""
+        for timer_key in timer_keys:
+            raw = self._store.get("timers", key(universe, timer_key))
+            if raw is not None:
+                self._push(universe, timer_key, _decode(universe, timer_key, raw).deliver_at_ms)
+
     async def schedule(self, universe: str, timer_key: str, deliver_at_ms: int, target: str, payload: bytes) -> None:
         await self._committer.commit([Op("timers", key(universe, timer_key), _encode(deliver_at_ms, target, payload))])
         self._push(universe, timer_key, deliver_at_ms)

@@ -141,9 +141,11 @@ def test_checkpoint_tail_starts_at_or_before_in_flight_appends() -> None:
     assert first == 2 and [op.value for op in ops] == [b"a", b"b"]
     own.committed_at(first, [b"a", b"b"])
     own.prepare([b"c"], log_floor=12)
-    assert own.flush_plan(log_next=13) == (2, [b"a", b"b"], 12)
+    cut = own.cut(log_next=13)
+    assert (cut.first, cut.records, cut.tail_start) == (2, (b"a", b"b"), 12)
     own.committed_at(4, [b"c"])
-    assert own.flush_plan(log_next=13) == (2, [b"a", b"b", b"c"], 13)
+    cut = own.cut(log_next=13)
+    assert (cut.first, cut.records, cut.tail_start) == (2, (b"a", b"b", b"c"), 13)
 
 
 def test_appends_must_complete_in_order() -> None:
@@ -158,7 +160,7 @@ def test_appends_must_complete_in_order() -> None:
 def test_a_released_or_lost_world_refuses_appends() -> None:
     """After release, or once ownership is lost, prepare raises OwnershipLost."""
     own = Ownership.start(head(), "etag")
-    own.flushed(head(owner=None, tail=None), "etag2", 0)
+    own.flushed(head(owner=None, tail=None), "etag2", own.cut(0))
     assert own.state is State.RELEASED
     with pytest.raises(OwnershipLost):
         own.prepare([b"x"], 1)
