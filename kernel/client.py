@@ -33,6 +33,7 @@ import capnp
 from aos.errors import AosError, InvalidArgument, KernelUnavailable, PayloadTooLarge, PermissionDenied, error_from_remote
 from aos.kernel.host import jsonvalue
 import aos.kernel.world.errors  # noqa: F401  (registers the world error codes for error_from_remote)
+import aos.kernel.world.governance  # noqa: F401  (and the governance codes: Governance, PatchRejected)
 from aos.schemas import caps_capnp, cas_capnp, journal_capnp, kernel_capnp, mailbox_capnp, timers_capnp, world_capnp
 
 T = TypeVar("T")
@@ -548,6 +549,45 @@ class WorldClient(RemoteCap):
     async def workflows(self) -> dict[str, bool]:
         """Workflow name -> keyed (cells) or not."""
         return {w.name: w.keyed for w in (await call(self.cap.describe())).workflows}
+
+    # --- governance (docs/demiurge.md) -------------------------------------------------------
+
+    async def propose(self, patch: dict[str, Any] | str, reason: str = "") -> dict[str, Any]:
+        """Propose a manifest change; ``{proposal, status, base, manifest, address, diff, grants}``."""
+        text = patch if isinstance(patch, str) else jsonvalue.dumps(patch)
+        return _loads((await call(self.cap.propose(text, reason))).proposal)
+
+    async def shadow(self, proposal: str, events: list[tuple[str, Any]] | None = None,
+                     sample: int = 0) -> dict[str, Any]:
+        """Run a proposal on a fork against ``events`` (or the last ``sample`` events); the report."""
+        batch = [{"eventSchema": schema, "value": jsonvalue.dumps(value)} for schema, value in events or ()]
+        return _loads((await call(self.cap.shadow(proposal, batch, sample))).report)
+
+    async def approve(self, proposal: str, reason: str = "") -> dict[str, Any]:
+        return _loads((await call(self.cap.approve(proposal, reason))).info)
+
+    async def reject(self, proposal: str, reason: str = "") -> dict[str, Any]:
+        return _loads((await call(self.cap.reject(proposal, reason))).info)
+
+    async def apply(self, proposal: str) -> dict[str, Any]:
+        """Switch the world to an approved proposal's manifest."""
+        return _loads((await call(self.cap.apply(proposal))).info)
+
+    async def rollback(self, manifest: str = "", reason: str = "") -> dict[str, Any]:
+        """Switch back to an earlier manifest ("" = the one before the current)."""
+        return _loads((await call(self.cap.rollback(manifest, reason))).info)
+
+    async def governance(self) -> dict[str, Any]:
+        """``{world, manifest, address, proposals, history}``."""
+        return _loads((await call(self.cap.governance())).history)
+
+    async def manifest(self) -> dict[str, Any]:
+        """``{manifest: the document the world runs, hash, address}``."""
+        return _loads((await call(self.cap.manifest())).manifest)
+
+
+def _loads(text: str) -> Any:
+    return jsonvalue.loads(text)
 
 
 _FACADES: dict[str, type[RemoteCap]] = {

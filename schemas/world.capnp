@@ -165,6 +165,55 @@ interface World extends(Caps.Held) {
   # Send several events in one call, in order (the fast path for bulk
   # ingress). All are checked at the door first: if any is bad, none is sent
   # and the error names its index. Returns each event's journal position.
+
+  # --- governance: the manifest changes only through these journaled steps
+  # (docs/demiurge.md). Each step is an input record in the world's journal;
+  # `apply` and `rollback` switch the manifest there, and replay switches at
+  # the same record. A read-only World capability may only call `governance`
+  # and `manifest`. Answers are JSON text.
+
+  propose @12 (patch :Text, reason :Text) -> (proposal :Text);
+  # Propose a change: `patch` is JSON {"ops": [{"op": "add"|"replace"|"remove",
+  # "section": "schemas"|"modules"|"workflows"|"effects"|"grants"|"routing"|
+  # "secrets", "name", "value"}], "base"?, "reason"?}. The patched manifest is
+  # checked as Worlds.create checks one (wasm modules must already be in CAS).
+  # No patch may add, change or drop a governance or universe grant.
+  # Returns {proposal, status, base, manifest, address, diff, grants}.
+  # Errors: PatchRejected (malformed, over 256 KiB or 256 ops, changes who
+  # governs), Manifest (the path in the patched manifest), ModuleLoad,
+  # PermissionDenied (a host.fs/host.exec grant outside the kernel's roots;
+  # a read-only capability), InvalidArgument (a module not in CAS), Governance.
+
+  shadow @13 (proposal :Text, events :List(Event), sample :UInt32) -> (report :Text);
+  # Run the proposal on a fork of the world's current state against `events`
+  # (empty: the last `sample` events of the journal, default 20), beside an
+  # unpatched fork, and journal the outcome. The report: {ok, problems (traps,
+  # schema violations, refused events and effects, state the new schemas
+  # refuse, effects in flight it would orphan), state_changes, effects, grants
+  # {added, dropped, changed}, diff, events, report (its CAS address)}.
+  # Errors: Governance (unknown proposal, not proposed, base not current).
+
+  approve @14 (proposal :Text, reason :Text) -> (info :Text);
+  # Only a proposal whose latest shadow run found no problem, on the manifest
+  # the world runs now. Errors: Governance.
+
+  reject @15 (proposal :Text, reason :Text) -> (info :Text);
+
+  apply @16 (proposal :Text) -> (info :Text);
+  # Switch the world to an approved proposal's manifest, then snapshot it.
+  # Errors: Governance (not approved, base not current, the state or effects
+  # in flight do not fit the new manifest), PermissionDenied.
+
+  rollback @17 (manifest :Text, reason :Text) -> (info :Text);
+  # Switch back to an earlier manifest of this world ("" = the one before the
+  # current), itself a journaled change. Errors: Governance.
+
+  governance @18 () -> (history :Text);
+  # {world, manifest, address, proposals: [...], history: [{op, proposal,
+  # before, after, seq, by}]}.
+
+  manifest @19 () -> (manifest :Text);
+  # {manifest: the document the world runs now, hash, address}.
 }
 
 struct GrantInfo {

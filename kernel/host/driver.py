@@ -29,7 +29,8 @@ from aos.errors import AosError
 from aos.kernel.host.registry import journal_universe
 from aos.kernel.store import Op
 from aos.kernel.world.errors import WorldError
-from aos.kernel.world.records import EffectIntentRecord, EventRecord, ReceiptRecord, Record, SnapshotRecord, Stamp
+from aos.kernel.world.records import (EffectIntentRecord, EventRecord, GovernanceRecord, ReceiptRecord, Record,
+                                     SnapshotRecord, Stamp)
 from aos.kernel.world.stepper import World
 
 if TYPE_CHECKING:
@@ -45,10 +46,11 @@ EPOCH = 1  # single-host kernel; the scheduler issue brings real epochs
 
 @dataclass(slots=True)
 class _Input:
-    record: EventRecord | ReceiptRecord | SnapshotRecord
+    record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord
     extra_ops: list[Op]
     future: asyncio.Future[int] | None
     door_checked: bool = False
+    checked_against: str = ""  # the manifest the door check ran on (a governance switch may come first)
 
 
 @dataclass
@@ -129,12 +131,12 @@ class WorldDriver:
             status, payload = "error", {"error": "bad_receipt", "message": str(bad)}
         await self.submit(ReceiptRecord(intent_hash, status, payload, Stamp(time.time_ns(), b"")), extra_ops)
 
-    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord, extra_ops: list[Op] | None = None,
-               door_checked: bool = False) -> asyncio.Future[int]:
+    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord,
+               extra_ops: list[Op] | None = None, door_checked: bool = False) -> asyncio.Future[int]:
         if self.failed is not None:
             raise WorldError(f"world {self.world_id} is stopped after a storage failure")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._inbox.append(_Input(record, extra_ops or [], future, door_checked))
+        self._inbox.append(_Input(record, extra_ops or [], future, door_checked, self.world.manifest_hash))
         self._wake.set()
         return future
 
@@ -155,7 +157,8 @@ class WorldDriver:
             intents: list[EffectIntentRecord] = []
             answers: list[tuple[_Input, int, str]] = []
             for item in batch:
-                result = self.world.apply(item.record, item.door_checked)
+                result = self.world.apply(item.record, item.door_checked
+                                          and item.checked_against == self.world.manifest_hash)
                 answers.append((item, len(blobs), result.error.message if result.status == "rejected" and result.error else ""))
                 blobs.append(item.record.encode())
                 blobs.extend(r.encode() for r in result.records)

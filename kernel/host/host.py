@@ -26,6 +26,7 @@ from aos.adapters.base import Receipt
 from aos.errors import InvalidArgument, KernelError, PermissionDenied, UnknownWorld, WorldMoved
 from aos.kernel.host.driver import EPOCH, WorldDriver
 from aos.kernel.host.effects import EffectDispatcher, effect_kind, inbox, world_of_inbox
+from aos.kernel.host.governance import current_address, manifest_loader
 from aos.kernel.host.registry import WorldMeta, WorldRegistry, journal_universe
 from aos.kernel.names import check_name
 from aos.kernel.world import cbor
@@ -294,6 +295,7 @@ class WorldHost:
         manifest, runtimes = self._manifest(meta)
         snapshot = self.services.cas.get(meta.universe, meta.snapshot)
         world = World.restore(manifest, runtimes, meta.world_id, snapshot)
+        world.manifests = manifest_loader(self, meta.universe)  # governance switches, live and in this replay
         journal = self.services.journal
         replayer = Replayer(world)
         seq = meta.snapshot_seq
@@ -342,7 +344,9 @@ class WorldHost:
         seq = await driver.submit(driver.world.snapshot_record())
         current = self.meta(universe, world_id)  # grants may have changed since the driver woke
         meta = replace(driver.meta.with_snapshot(address, seq), revoked_grants=current.revoked_grants,
-                       last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms)
+                       last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms,
+                       # the manifest of this snapshot (governance may have switched it since the wake)
+                       manifest=current_address(driver), manifest_hash=driver.world.manifest_hash)
         await self.services.committer.commit([self.registry.put_op(meta)])
         self.registry.remember(meta)
         driver.meta = meta
@@ -364,8 +368,8 @@ class WorldHost:
 
     async def fork(self, universe: str, world_id: str, new_id: str = "", name: str = "") -> WorldMeta:
         """A new world starting from this one's current state (a fresh snapshot)."""
-        source = self.meta(universe, world_id)
         await self.snapshot(universe, world_id)
+        source = self.meta(universe, world_id)  # after the snapshot: it names the manifest the world runs now
         driver = await self.driver(universe, world_id)
         new_id = new_id or "w-" + secrets.token_hex(5)
         check_name(new_id, "world id")
@@ -406,7 +410,8 @@ class WorldHost:
     def grants(self, universe: str, world_id: str) -> list[tuple[str, str, Any, bool]]:
         """(name, cap, params, active) for each of the world's grants."""
         meta = self.meta(universe, world_id)
-        manifest, _ = self._manifest(meta)
+        driver = self._drivers.get((universe, world_id))
+        manifest = driver.world.manifest if driver is not None else self._manifest(meta)[0]
         return [(g.name, g.cap, g.params, g.name not in meta.revoked_grants)
                 for g in sorted(manifest.grants.values(), key=lambda g: g.name)]
 

@@ -16,6 +16,8 @@ from aos.kernel.names import key as name_key
 from aos.kernel.rpc import remote
 from aos.kernel.world.records import (DomainEventRecord, EffectIntentRecord, EffectRejectedRecord, TrapRecord,
                                        decode_record)
+from aos.kernel.host.governance import DEFAULT_SAMPLE
+from aos.kernel.world.governance import MAX_PATCH_BYTES, PatchRejected
 from aos.schemas import world_capnp
 
 
@@ -244,6 +246,62 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
                  "key": "" if i.origin.key is None else jsonvalue.dumps(i.origin.key),
                  "running": i.intent_hash in running, "startedAtMs": running.get(i.intent_hash, 0)}
                 for i in driver.world.open_intents()]
+
+    # --- governance (kernel/host/governance.py): conversion and the read-only check only ----------
+
+    @property
+    def _governance(self) -> Any:
+        from aos.kernel.host.governance import governance_of
+
+        return governance_of(self.host)
+
+    @remote()
+    async def propose(self, patch: str, reason: str, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "propose manifest changes")
+        if len(patch) > 2 * MAX_PATCH_BYTES:  # the parsed patch is measured again in canonical CBOR
+            raise PatchRejected(f"the patch is {len(patch)} characters of JSON; the limit is {MAX_PATCH_BYTES} bytes")
+        result = await self._governance.propose(self.universe, self.world_id, jsonvalue.loads(patch, "patch"),
+                                                "client", reason)
+        return jsonvalue.dumps(result)
+
+    @remote()
+    async def shadow(self, proposal: str, events: Any, sample: int, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "shadow manifest changes")
+        given = [(e.eventSchema, jsonvalue.loads(e.value, f"events[{i}].value")) for i, e in enumerate(events)]
+        report = await self._governance.shadow(self.universe, self.world_id, proposal, given or None,
+                                               sample or DEFAULT_SAMPLE)
+        return jsonvalue.dumps(report)
+
+    @remote()
+    async def approve(self, proposal: str, reason: str, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "approve manifest changes")
+        return jsonvalue.dumps(await self._governance.decide(self.universe, self.world_id, proposal, True,
+                                                              "client", reason))
+
+    @remote()
+    async def reject(self, proposal: str, reason: str, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "reject manifest changes")
+        return jsonvalue.dumps(await self._governance.decide(self.universe, self.world_id, proposal, False,
+                                                              "client", reason))
+
+    @remote()
+    async def apply(self, proposal: str, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "apply manifest changes")
+        return jsonvalue.dumps(await self._governance.apply(self.universe, self.world_id, proposal, "client"))
+
+    @remote()
+    async def rollback(self, manifest: str, reason: str, _context: Any, **kwargs: Any) -> str:
+        _check_writable(self.grant, "roll back the manifest")
+        return jsonvalue.dumps(await self._governance.rollback(self.universe, self.world_id, manifest or "previous",
+                                                                "client", reason))
+
+    @remote()
+    async def governance(self, _context: Any, **kwargs: Any) -> str:
+        return jsonvalue.dumps(await self._governance.history(self.universe, self.world_id))
+
+    @remote()
+    async def manifest(self, _context: Any, **kwargs: Any) -> str:
+        return jsonvalue.dumps(await self._governance.manifest(self.universe, self.world_id))
 
 
 async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:

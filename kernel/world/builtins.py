@@ -55,6 +55,15 @@ BUILTIN_EFFECTS: dict[str, BuiltinEffect] = {
         BuiltinEffect("host.fs.mkdir", "host.fs", writes=True),
         BuiltinEffect("host.fs.edit", "host.fs", writes=True),
         BuiltinEffect("host.fs.apply_patch", "host.fs", writes=True),
+        # governance of worlds (kernel/world/governance.py), reading worlds, making and driving them
+        *(BuiltinEffect(f"governance.{op}", "governance")
+          for op in ("propose", "shadow", "approve", "reject", "apply", "rollback", "history")),
+        BuiltinEffect("world.inspect", "inspect"),
+        *(BuiltinEffect(f"universe.{op}", "universe") for op in ("create", "send", "list")),
+        # versioned source trees in CAS (kernel/world/workspace.py) and the sandboxed compiler (adapters/compile.py)
+        # (a read-only workspace grant refuses write and commit by name: `writes` is host.fs's flag)
+        *(BuiltinEffect(f"workspace.{op}", "workspace") for op in ("read", "list", "diff", "log", "write", "commit")),
+        BuiltinEffect("module.compile", "compile"),
     )
 }
 

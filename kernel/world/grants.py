@@ -93,6 +93,63 @@ def _any(g: GrantDef, e: EffectDef, p: Any) -> str | None:
     return None
 
 
+def _op(e: EffectDef) -> str:
+    builtin = builtin_effect(e.name)
+    return builtin.kind.split(".", 1)[1] if builtin is not None else ""
+
+
+def _world_allowed(allowed: Any, target: str) -> bool:
+    # "." is the world itself, "*" any world of its universe; the kernel checks again with real ids
+    return allowed is None or "*" in allowed or target in allowed
+
+
+def _target(p: Any, field: str = "world") -> str:
+    value = p.get(field) if isinstance(p, dict) else None
+    return value if isinstance(value, str) and value else "."
+
+
+def _governance(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    op = _op(e)
+    if op not in g.params["ops"]:
+        return f"governance operation {op!r} is not granted"
+    if not _world_allowed(g.params["worlds"], _target(p)):
+        return f"governance of world {_target(p)!r} is not granted"
+    return None
+
+
+def _inspect(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    if not _world_allowed(g.params.get("worlds"), _target(p)):
+        return f"reading world {_target(p)!r} is not granted"
+    return None
+
+
+def _universe(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    op = _op(e)
+    if op not in g.params["ops"]:
+        return f"universe operation {op!r} is not granted"
+    if op == "send" and not _world_allowed(g.params.get("worlds"), _target(p)):
+        return f"sending to world {_target(p)!r} is not granted"
+    return None
+
+
+def _workspace(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    allowed = g.params.get("workspaces")
+    name = p.get("workspace") if isinstance(p, dict) else None
+    if allowed is not None and name not in allowed:
+        return f"workspace {name!r} is not granted"
+    if _op(e) in ("write", "commit") and g.params.get("read_only"):
+        return "grant is read-only"
+    return None
+
+
+def _compile(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    allowed = g.params.get("languages")
+    language = p.get("language") if isinstance(p, dict) else None
+    if allowed is not None and language not in allowed:
+        return f"language {language!r} is not granted"
+    return None
+
+
 CHECKS: dict[str, Check] = {
     "host.fs": _fs,
     "host.exec": _exec,
@@ -102,6 +159,11 @@ CHECKS: dict[str, Check] = {
     "cancel": _any,  # a cell can only cancel its own intents (the kernel matches the origin)
     "blob": _any,
     "portal": _portal,
+    "governance": _governance,
+    "inspect": _inspect,
+    "universe": _universe,
+    "workspace": _workspace,
+    "compile": _compile,
 }
 
 

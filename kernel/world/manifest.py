@@ -53,6 +53,23 @@ GRANT_PARAMS: dict[str, Any] = {
     "cancel": {"record": {}},
     "blob": {"record": {}},
     "portal": {"record": {"worlds": {"option": {"list": "text"}}}},
+    # governance of worlds (docs/demiurge.md): the operations allowed, on which worlds ("." = this one,
+    # "*" = any of its universe), and the grant kinds a patch through it may add, change or drop (default none)
+    "governance": {"record": {"worlds": {"list": "text"},
+                              "ops": {"list": {"enum": ["propose", "shadow", "approve", "reject", "apply", "rollback",
+                                                        "history"]}},
+                              "grant_kinds": {"option": {"list": "text"}}}},
+    # reading worlds: manifest, history, state, journal, effects in flight, grants, stats (default: any world)
+    "inspect": {"record": {"worlds": {"option": {"list": "text"}}}},
+    # making worlds and sending them events; the grant kinds a world made through it may carry
+    # (default timer, blob, cancel: never governance or universe)
+    "universe": {"record": {"ops": {"list": {"enum": ["create", "send", "list"]}},
+                            "worlds": {"option": {"list": "text"}}, "grant_kinds": {"option": {"list": "text"}}}},
+    "workspace": {"record": {"workspaces": {"option": {"list": "text"}}, "read_only": {"option": "bool"},
+                             "max_file_bytes": {"option": "nat"}, "max_files": {"option": "nat"}}},
+    "compile": {"record": {"languages": {"option": {"list": {"enum": ["c", "wat"]}}}, "timeout_s": {"option": "nat"},
+                           "memory_mb": {"option": "nat"}, "max_source_bytes": {"option": "nat"},
+                           "max_output_bytes": {"option": "nat"}}},
 }
 
 

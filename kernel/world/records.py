@@ -5,7 +5,8 @@ Two families:
 - *input* records come from outside and are journaled before the stepper
   sees them: ``EventRecord`` (ingress, with its stamp), ``ReceiptRecord``
   (an adapter's terminal answer) and ``SnapshotRecord`` (a checkpoint marker
-  whose hash replay must reproduce);
+  whose hash replay must reproduce) and ``GovernanceRecord`` (a step of a
+  manifest change; an apply or rollback switches the manifest there);
 - *derived* records are what the stepper computed from an input record:
   ``DomainEventRecord``, ``EffectIntentRecord``, ``EffectRejectedRecord``,
   ``TrapRecord`` and ``StateRecord`` (hashes of the cells that changed). The
@@ -109,6 +110,21 @@ class SnapshotRecord(_Record):
 
 
 @dataclass(frozen=True)
+class GovernanceRecord(_Record):
+    """A step of a manifest change (``kernel/world/governance.py``): ``op`` is
+    propose, shadow, approve, reject, apply or rollback; ``proposal`` its id
+    ("" for a rollback); ``body`` what the step carries (an apply or rollback
+    names the new manifest by hash and CAS address, and replay switches there)."""
+
+    kind: ClassVar[str] = "governance"
+    input: ClassVar[bool] = True
+    op: str
+    proposal: str
+    body: Any
+    stamp: Stamp
+
+
+@dataclass(frozen=True)
 class DomainEventRecord(_Record):
     kind: ClassVar[str] = "domain_event"
     input: ClassVar[bool] = False
@@ -167,13 +183,13 @@ class StateRecord(_Record):
         return {"kind": self.kind, "seq": self.seq, "changes": [list(c) for c in self.changes]}
 
 
-Record = (EventRecord | ReceiptRecord | SnapshotRecord | DomainEventRecord | EffectIntentRecord
+Record = (EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | DomainEventRecord | EffectIntentRecord
           | EffectRejectedRecord | TrapRecord | StateRecord)
-InputRecord = EventRecord | ReceiptRecord | SnapshotRecord
+InputRecord = EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord
 
 _KINDS: dict[str, type[Any]] = {
     c.kind: c
-    for c in (EventRecord, ReceiptRecord, SnapshotRecord, DomainEventRecord, EffectIntentRecord,
+    for c in (EventRecord, ReceiptRecord, SnapshotRecord, GovernanceRecord, DomainEventRecord, EffectIntentRecord,
               EffectRejectedRecord, TrapRecord, StateRecord)
 }
 

@@ -35,13 +35,15 @@ from aos.kernel.world import cbor
 from aos.kernel.world import schema as types
 from aos.kernel.world.abi import MAX_STATE_BYTES, StepOutput, Trap, parse_output, step_input
 from aos.kernel.world.errors import CborError, ModuleLoadError, SchemaViolation, SnapshotError
+from aos.kernel.world.governance import SWITCHES, GovernanceError, GovernanceState, ManifestLoader
 from aos.kernel.world.grants import find_grant
-from aos.kernel.world.manifest import Manifest, WorkflowDef
+from aos.kernel.world.manifest import Manifest, WorkflowDef, def_hash
 from aos.kernel.world.records import (
     DomainEventRecord,
     EffectIntentRecord,
     EffectRejectedRecord,
     EventRecord,
+    GovernanceRecord,
     InputRecord,
     Origin,
     ReceiptRecord,
@@ -104,6 +106,10 @@ class World:
         self._cells: dict[str, dict[bytes, tuple[Any, bytes]]] = {w: {} for w in manifest.workflows}
         self._open: dict[str, EffectIntentRecord] = {}
         self.seq = 0
+        # proposals and manifest history (governance.py); the host sets ``manifests`` so that an
+        # apply or rollback record can switch to the manifest it names, live and in replay
+        self.governance = GovernanceState()
+        self.manifests: ManifestLoader | None = None
         missing = {w.module for w in manifest.workflows.values()} - set(self._runtimes)
         if missing:
             raise ModuleLoadError(f"no runtime for modules {sorted(missing)}")
@@ -173,6 +179,87 @@ class World:
             return SchemaViolation("$.payload", str(exc))
         return None
 
+    def check_governance(self, record: GovernanceRecord) -> GovernanceError | None:
+        """Why a governance step would be refused now (``None`` if it may happen)."""
+        why = self.governance.check(record, self.manifest_hash)
+        return None if why is None else GovernanceError(why)
+
+    # --- manifest changes ----------------------------------------------------------------------
+
+    def manifest_problems(self, new: Manifest, most: int = 20) -> list[str]:
+        """Why this world's state could not continue on ``new``: cells the new
+        schemas refuse, a workflow that changes keyed-ness under live cells, and
+        effects in flight whose workflow or declaration the change would take away."""
+        problems: list[str] = []
+        new_types = new.schema_types()
+        same_schemas = dict(new.schemas) == dict(self.manifest.schemas)
+        for name in sorted(self._cells):
+            cells, old, wf = self._cells[name], self.manifest.workflows[name], new.workflows.get(name)
+            if not cells or wf is None:
+                continue  # a removed workflow's cells go with it (the diff says so)
+            if (old.key is None) != (wf.key is None):
+                problems.append(f"{name} becomes {'keyed' if wf.key else 'unkeyed'} but has {len(cells)} cell(s)")
+                continue
+            if same_schemas and old.state == wf.state and old.key == wf.key:
+                continue
+            for key, state_bytes in (cells[k] for k in sorted(cells)):
+                try:
+                    if wf.key is not None:
+                        types.validate(key, new_types[wf.key], new_types, "$.key", new.secrets)
+                    types.validate(cbor.decode_trusted(state_bytes), new_types[wf.state], new_types, "$.state",
+                                   new.secrets)
+                except SchemaViolation as exc:
+                    shown = "" if key is None else f"[{cbor.canonicalize(key)!r}]"
+                    problems.append(f"the state of {name}{shown} does not fit {wf.state} any more: {exc}")
+                    break
+        for intent in self.open_intents():
+            wf = new.workflows.get(intent.origin.workflow)
+            old_eff, new_eff = self.manifest.effects[intent.effect], new.effects.get(intent.effect)
+            keeps = (wf is not None and intent.effect in wf.effects and new_eff is not None
+                     and def_hash(new_eff) == def_hash(old_eff)
+                     and new_types.get(new_eff.receipt) == self._types.get(old_eff.receipt))
+            if not keeps:
+                problems.append(f"{intent.effect} of {intent.origin.workflow} is in flight (emitted at seq "
+                                f"{intent.emitted_at_seq}): the change must keep its workflow and declaration "
+                                "until it settles")
+        return problems[:most]
+
+    def adopt(self, new: Manifest, runtimes: Mapping[str, WorkflowRuntime]) -> tuple[tuple[str, Any, None], ...]:
+        """Continue on ``new`` (check ``manifest_problems`` first): cells of removed
+        workflows are dropped (returned as state changes), the others carry over."""
+        missing = {w.module for w in new.workflows.values()} - set(runtimes)
+        if missing:
+            raise ModuleLoadError(f"no runtime for modules {sorted(missing)}")
+        dropped = tuple((w, key, None) for w in sorted(self._cells) if w not in new.workflows
+                        for _, (key, _b) in sorted(self._cells[w].items()))
+        self._cells = {w: self._cells.get(w, {}) for w in new.workflows}
+        self.manifest, self.manifest_hash = new, new.hash
+        self._runtimes = dict(runtimes)
+        self._types = new.schema_types()
+        self._secrets = frozenset(new.secrets)
+        return dropped
+
+    def _apply_governance(self, rec: GovernanceRecord) -> StepResult:
+        why = self.governance.check(rec, self.manifest_hash)
+        if why is not None:
+            return _reject("Governance", why)
+        if rec.op not in SWITCHES:
+            self.governance.record(rec, self.seq)
+            return StepResult("ok")
+        if self.manifests is None:
+            # replay cannot go on without the manifest the record names
+            return _reject("Internal", f"no manifest loader: cannot switch to {rec.body['manifest']}")
+        manifest, runtimes = self.manifests(rec)
+        if manifest.hash != rec.body["manifest"]:
+            return _reject("Internal", f"{rec.body['address']} holds manifest {manifest.hash}, "
+                                       f"not {rec.body['manifest']}")
+        problems = self.manifest_problems(manifest)
+        if problems:
+            return _reject("Governance", "; ".join(problems))
+        dropped = self.adopt(manifest, runtimes)
+        self.governance.record(rec, self.seq)
+        return StepResult("ok", (StateRecord(self.seq, dropped),))
+
     # --- the state machine ---------------------------------------------------------------------
 
     def apply(self, record: InputRecord, door_checked: bool = False) -> StepResult:
@@ -188,6 +275,8 @@ class World:
                 return self._apply_receipt(record)
             if isinstance(record, SnapshotRecord):
                 return self._apply_snapshot_marker(record)
+            if isinstance(record, GovernanceRecord):
+                return self._apply_governance(record)
             return _reject("Record", f"{getattr(record, 'kind', type(record).__name__)} is not an input record")
         except Exception as exc:  # noqa: BLE001 -- a stepper bug must not kill the host; it is reported
             return _reject("Internal", f"{type(exc).__name__}: {exc}")
@@ -371,7 +460,7 @@ class World:
 
     def snapshot_value(self) -> dict[str, Any]:
         cells = [[w, key, b] for w in sorted(self._cells) for _, (key, b) in sorted(self._cells[w].items())]
-        return {
+        value = {
             "version": SNAPSHOT_VERSION,
             "world": self.world_id,
             "manifest": self.manifest_hash,
@@ -379,6 +468,9 @@ class World:
             "cells": cells,
             "open": [self._open[h].to_value() for h in sorted(self._open)],
         }
+        if not self.governance.empty:  # absent until a world's first proposal: older snapshots keep their bytes
+            value["governance"] = self.governance.to_value()
+        return value
 
     def snapshot(self) -> bytes:
         """Canonical CBOR of all cells, open intents and counters."""
@@ -414,6 +506,8 @@ class World:
                 intent = record_from_value(iv)
                 assert isinstance(intent, EffectIntentRecord)
                 w._open[intent.intent_hash] = intent
+            if "governance" in v:
+                w.governance = GovernanceState.from_value(v["governance"])
         except (KeyError, TypeError, ValueError, AssertionError, CborError) as exc:
             raise SnapshotError(f"malformed snapshot: {exc}") from exc
         return w

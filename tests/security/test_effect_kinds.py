@@ -22,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack import SCRIPT, WORKFLOW, declared, hostile_manifest, wait_until  # noqa: E402
 
 GRANT_FOR = {"timer": {}, "blob": {}, "cancel": {}, "portal": {}, "llm": {"providers": ["openai"]},
-             "http": {"hosts": ["*"]}, "host.fs": {"root": "/tmp"}, "host.exec": {"cwd": "/tmp"}}
+             "http": {"hosts": ["*"]}, "host.fs": {"root": "/tmp"}, "host.exec": {"cwd": "/tmp"},
+             "governance": {"worlds": ["."], "ops": ["propose"]}, "inspect": {}, "universe": {"ops": ["send"]},
+             "workspace": {}, "compile": {}}
 WRONG_CAPS = [(f"sys/{kind}@1", cap) for kind, b in sorted(BUILTIN_EFFECTS.items())
               for cap in sorted(GRANT_PARAMS) if cap != b.cap]
 
