@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("world")
     fork.add_argument("--id", default="")
     fork.add_argument("--name", default="")
+    from aos.cli_cluster import add_parsers as add_cluster_parsers
+
+    add_cluster_parsers(sub, world)
     return parser
 
 
@@ -184,6 +187,10 @@ async def _run(args: argparse.Namespace) -> Any:
 
     conn, held = await cli_connect.connect(args)
     with contextlib.closing(conn):
+        if held.info.kind in ("scheduler", "universe"):  # a cluster: aos/cli_cluster.py
+            from aos.cli_cluster import run_on_scheduler
+
+            return await run_on_scheduler(args, conn, held)
         if args.command == "status":
             return await (await held.kernel("status")).status()
         if args.command == "cas":
@@ -307,6 +314,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from aos.console.cli import run_console
 
         return run_console(args)
+    if args.command in ("cluster", "universe") or (args.command == "world" and args.action in ("where", "move")):
+        from aos.cli_cluster import main as cluster_main
+
+        return cluster_main(args)
     from aos.kernel.client import run
 
     result = run(_run(args))
