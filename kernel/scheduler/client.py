@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import aos.kernel.scheduler.errors  # noqa: F401  (registers the scheduler's error codes)
 from aos.errors import PermissionDenied
-from aos.kernel.client import Connection, RemoteCap, WorldClient, call
+from aos.kernel.client import _FACADES, Connection, RemoteCap, WorldClient, call
 from aos.kernel.scheduler.errors import NotLeader
 from aos.schemas import scheduler_capnp
 
@@ -163,6 +163,10 @@ class SchedulerSession:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+# so Connection.restore_with_info (the CLI, aos-shell) knows what a scheduler's tokens restore
+_FACADES.update({"scheduler": SchedulerClient, "universe": UniverseClient})
 
 
 async def _restore(conn: Connection, token: str) -> RemoteCap:

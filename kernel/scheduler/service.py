@@ -410,6 +410,7 @@ class SchedulerServices:
 
     async def move(self, universe: str, world: str, to_host: str) -> Placement:
         async def attempt() -> Placement:
+            target_id = to_host
             slot = self._slot_number(universe, world)
             entries, srev = await self._slot(slot)
             current = entries.get(f"{universe}/{world}")
@@ -419,23 +420,29 @@ class SchedulerServices:
             if current.pin and (source is None or not source.storage):
                 raise NoHost(f"world {current.key} lives only in host {current.host}'s own storage: it cannot move "
                              "(start hosts with --storage s3://... to make worlds movable)")
-            if to_host:
-                target = self.view.hosts.get(check_name(to_host, "host id"))
+            if target_id:
+                target = self.view.hosts.get(check_name(target_id, "host id"))
                 if target is None:
-                    raise UnknownHost(f"no live host {to_host!r}")
-                if to_host == current.host:
+                    raise UnknownHost(f"no live host {target_id!r}")
+                if target_id == current.host:
                     return current
-                spec = replace(spec_of(current), current="", pin=to_host)
+                spec = replace(spec_of(current), current="", pin=target_id)
                 others = [s for s in self.world_specs() if s.key != current.key]
                 result = place.place([*others, spec], self.live_hosts())
-                if result.hosts.get(current.key) != to_host:
+                if result.hosts.get(current.key) != target_id:
                     reason = next((u.reason for u in result.unplaced if u.world == current.key), "")
-                    raise NoHost(f"host {to_host} cannot take world {current.key}: {reason}")
+                    raise NoHost(f"host {target_id} cannot take world {current.key}: {reason}")
                 if not target.storage:
-                    raise NoHost(f"host {to_host} has no shared storage: it can run only worlds created on it")
+                    raise NoHost(f"host {target_id} has no shared storage: it can run only worlds created on it")
             else:
-                to_host = self.choose_host(replace(current, host=""))
-            moved = current.moved_to(to_host)
+                others = [s for s in self.world_specs() if s.key != current.key]
+                hosts = [h for h in self.live_hosts() if h.id != current.host]
+                result = place.place([*others, replace(spec_of(current), current="")], hosts)
+                target_id = result.hosts.get(current.key, "")
+                if not target_id:
+                    reason = next((u.reason for u in result.unplaced if u.world == current.key), "no other host")
+                    raise NoHost(f"no other host can take world {current.key}: {reason}")
+            moved = current.moved_to(target_id)
             if current.host not in self.view.hosts:
                 moved = replace(moved, previous="")  # its host is dead: nothing to wait for, the new one takes over
             await self._write([self.etcd.tx.mod(self.keys.slot(slot)) == srev],
