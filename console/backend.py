@@ -205,11 +205,22 @@ class Backend:
 
     async def world(self, universe: str, world_id: str) -> dict[str, Any]:
         world = await self.world_cap(universe, world_id)
-        reply = await world.describe()
-        info, traps = reply
-        workflows = await world.workflows()
+        assert self.info is not None
+        listed = None
+        if self.info.kind != "world":  # the list tells a sleeping world's facts without waking it
+            self.invalidate(universe)  # fresh: a send since the last list may have woken it
+            listed = next((r for r in await self.world_rows(universe) if r["id"] == world_id), None)
         grants = await world.grants()
-        effects = await world.effects()
+        if listed is not None and listed["state"] != "awake":
+            info = {"worldId": world_id, "name": listed["name"], "manifestHash": listed["manifestHash"],
+                    "awake": False, "journalHeight": listed["journal"], "lastEventMs": listed["lastEventMs"],
+                    "snapshot": listed["snapshot"], "forkedFrom": listed["forkedFrom"],
+                    "quarantined": listed["quarantined"]}
+            traps, workflows, effects = [], {}, []
+        else:
+            info, traps = await world.describe()
+            workflows = await world.workflows()
+            effects = await world.effects()
         now = time.time_ns() // 1_000_000
         for e in effects:
             e["ageMs"] = now - e["startedAtMs"] if e["startedAtMs"] else None

@@ -235,7 +235,7 @@ class Console:
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 waits = {getter} | ({lost} if lost else set())
-                done, _ = await asyncio.wait(waits, timeout=15)
+                done, _ = await asyncio.wait(waits, timeout=15, return_when=asyncio.FIRST_COMPLETED)
                 if lost is not None and lost in done:
                     getter.cancel()
                     await response.write(b"event: lost\ndata: {}\n\n")
