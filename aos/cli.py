@@ -129,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("world")
     fork.add_argument("--id", default="")
     fork.add_argument("--name", default="")
+    hand = world.add_parser("release", help="hand a world over: durable in shared storage, then gone from this kernel",
+                            description="Release a world from a kernel on shared storage (aos-kernel --storage): its "
+                            "commits finish, its running effects stop (their intents restart where it wakes next), "
+                            "everything it committed is written to shared storage, and this kernel drops it. The "
+                            "kernel that gets its next event, or `aos world acquire ID`, holds it next.")
+    hand.add_argument("world")
+    take = world.add_parser("acquire", help="take a world from shared storage and wake it on this kernel",
+                            description="Acquire a released world, or take over one that another kernel holds "
+                            "without having released it (that kernel's log is fenced: it stops writing, for all its "
+                            "worlds). Open intents restart, pending timers fire here.")
+    take.add_argument("world")
     from aos.cli_cluster import add_parsers as add_cluster_parsers
 
     add_cluster_parsers(sub, world)

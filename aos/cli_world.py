@@ -57,6 +57,11 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient, conn: Any = 
         return {"forked": info}
     if action == "unquarantine":
         return {"released": await worlds.unquarantine(args.world)}
+    if action == "release":
+        return {"handedOver": args.world, "placement": await worlds.release(args.world)}
+    if action == "acquire":
+        info, placement = await worlds.acquire(args.world)
+        return {"acquired": info, "placement": placement}
     world = await worlds.open(args.world)
     if action == "send":
         seq, outcome = await world.send_with_outcome(args.schema, jsonvalue.loads(args.value, "the event value"))
@@ -188,7 +193,8 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
     if "worlds" in result:
         rows = [("ID", "NAME", "STATE", "JOURNAL", "LAST EVENT")]
         for w in result["worlds"]:
-            state = "quarantined" if w.get("quarantined") else "awake" if w["awake"] else "hibernated"
+            state = ("released" if w.get("released") else "quarantined" if w.get("quarantined")
+                     else "awake" if w["awake"] else "hibernated")
             rows.append((w["worldId"], w["name"], state,
                          str(w["journalHeight"]), _ago(w["lastEventMs"])))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -198,6 +204,15 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
             print("(no worlds)")
     elif "released" in result:
         print(f"world {result['released']['worldId']} released from quarantine and awake")
+    elif "handedOver" in result:
+        print(f"world {result['handedOver']} released: {result['placement']['journalHeight']} records in shared "
+              "storage; its next event or `aos world acquire` on any kernel of that storage wakes it there")
+    elif "acquired" in result:
+        placement = result["placement"]
+        came = ("it was here already" if placement["previous"] == placement["host"]
+                else f"taken over from host {placement['previous']}" if placement["previous"] else "it was released")
+        print(f"world {result['acquired']['worldId']} acquired by host {placement['host']} ({came}); "
+              f"{result['acquired']['journalHeight']} records, epoch {placement['epoch']}")
     elif "created" in result or "forked" in result:
         info = result.get("created") or result.get("forked")
         verb = "created" if "created" in result else "forked"

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aos.errors import InvalidArgument, UnknownWorld, WorldMoved
+from aos.errors import InvalidArgument, OwnershipLost, UnknownWorld, WorldMoved
 from aos.kernel.host.effects import inbox
 from aos.kernel.host.registry import WorldMeta, journal_universe
 from aos.kernel.names import key
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from aos.kernel.host.host import WorldHost
 
 log = logging.getLogger("aos.kernel.world")
+
+SNAPSHOT_AFTER = 256  # a release snapshots a world first when its replay would be longer than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,10 @@ class HandOver:
             raise UnknownWorld(f"no world {world_id!r} in universe {universe}")
         if head.owner is None and tomb is None:
             if on_released == "acquire":
-                await self.acquire(universe, world_id)
+                try:
+                    await self.acquire(universe, world_id, takeover=False)
+                except OwnershipLost:  # another kernel acquired it first
+                    raise WorldMoved(self._gone(world_id, None, await self.storage.head(universe, world_id))) from None
                 return
             if on_released == "allow":
                 return
@@ -199,7 +204,7 @@ class HandOver:
             meta = host.meta(universe, world_id)
             world = (universe, world_id)
             awake = host.awake(universe, world_id)
-            if awake is not None and not meta.quarantined and awake.next_seq > meta.snapshot_seq + 1:
+            if awake is not None and not meta.quarantined and awake.next_seq - meta.snapshot_seq > SNAPSHOT_AFTER:
                 # the next owner wakes from this snapshot, not from a long replay
                 await host.snapshot(universe, world_id)
                 meta = host.meta(universe, world_id)
@@ -221,15 +226,15 @@ class HandOver:
         log.info("event=world_released universe=%s world=%s height=%d", universe, world_id, height)
         return placement(head)
 
-    async def acquire(self, universe: str, world_id: str) -> tuple[WorldMeta, dict[str, Any]]:
-        """Take the world here (released, or from its owner, fencing it) and wake it."""
+    async def acquire(self, universe: str, world_id: str, takeover: bool = True) -> tuple[WorldMeta, dict[str, Any]]:
+        """Take the world here (released, or with ``takeover`` from its owner, fencing it) and wake it."""
         host = self.host
         async with self._lock(universe, world_id):
             meta = host.registry.get(universe, world_id)
             if meta is not None:
                 own = self.storage.heads.owned(universe, world_id) if self.storage.heads else None
-                return meta, placement(own.head if own is not None else None)
-            acquired = await self.storage.acquire(universe, world_id)
+                return meta, placement(own.head if own is not None else None, self.storage.host_id)  # here already
+            acquired = await self.storage.acquire(universe, world_id, takeover)
             services = host.services
             self._forget_caches(universe, world_id)
             meta = host.registry.load(universe, world_id)

@@ -90,6 +90,12 @@ class WorldHost:
             from aos.kernel.host.handover import HandOver
 
             self.handover = HandOver(self, services.storage)
+        # on shared storage (aos-kernel --storage): ownership, release and acquire (kernel/host/handover.py)
+        self.handover: HandOver | None = None
+        if services.storage is not None:
+            from aos.kernel.host.handover import HandOver
+
+            self.handover = HandOver(self, services.storage)
         # events and receipts journaled per universe since start (kernel/metrics.py, Kernel.universes)
         self.events: Counter[str] = Counter()
         self.receipts: Counter[str] = Counter()
@@ -163,6 +169,8 @@ class WorldHost:
 
     async def _genesis(self, meta: WorldMeta, world: World) -> WorldMeta:
         """Store the starting snapshot and journal its marker as record 0."""
+        if self.handover is not None:
+            await self.handover.claim(meta.universe, meta.world_id)  # its head first: one creator per world id
         if self.handover is not None:
             await self.handover.claim(meta.universe, meta.world_id)  # its head first: one creator per world id
         snapshot = world.snapshot()
@@ -340,8 +348,11 @@ class WorldHost:
         driver = await self.driver(universe, world_id)
         await driver.drain()
         snapshot = driver.world.snapshot()
+        # the marker is queued now, right behind the state it describes: inputs that arrive while the
+        # blob is stored go after it (they would otherwise be journaled before it but missing from it)
+        marker = driver.submit(driver.world.snapshot_record())
         address = await self.services.cas.put(universe, snapshot)
-        seq = await driver.submit(driver.world.snapshot_record())
+        seq = await marker
         current = self.meta(universe, world_id)  # grants may have changed since the driver woke
         meta = replace(driver.meta.with_snapshot(address, seq), revoked_grants=current.revoked_grants,
                        last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms,
@@ -552,6 +563,8 @@ class WorldHost:
                 driver = await self.driver(universe, world_id)
             except WorldQuarantined:
                 return  # the mail stays queued until an operator releases the world
+            except UnknownWorld:
+                return  # being handed over (WorldMoved): the mail goes with the world
             except UnknownWorld:
                 return  # being handed over (WorldMoved): the mail goes with the world
             pending = []

@@ -298,8 +298,10 @@ class HostStorage:
         own = await self._in_pool(self.heads.acquire, universe, world)
         return own.head
 
-    async def acquire(self, universe: str, world: str) -> Acquired:
-        """Take a world (released, or from its owner by fencing): its whole state lands in RocksDB first."""
+    async def acquire(self, universe: str, world: str, takeover: bool = True) -> Acquired:
+        """Take a world (released, or with ``takeover`` from its owner by fencing it): its whole state lands
+        in RocksDB before its head names this host. ``OwnershipLost`` if another host holds it and not
+        ``takeover``."""
         assert self.heads is not None
         previous: list[WorldHead | None] = []
 
@@ -314,7 +316,7 @@ class HostStorage:
             previous.append(self.heads.head(universe, world))
             if previous[0] is None:
                 raise UnknownWorld(f"no world {world!r} in universe {universe} in {self.config.url}")
-            return self.heads.acquire(universe, world, materialize=materialize)
+            return self.heads.acquire(universe, world, takeover=takeover, materialize=materialize)
 
         try:
             own = await self._in_pool(work)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from aos.errors import Fenced, InvalidArgument, OwnershipLost, StorageUnavailable
 from aos.kernel.store import Op
@@ -69,6 +70,7 @@ from aos.kernel.storage.s3log import GenerationScan, LogWriter, ObjectLogs
 MAX_HEAD_RACES = 100
 SEGMENT_RECORDS = 4096  # records (or state ops) per segment object, so a cold read fetches bounded objects
 SEGMENT_BYTES = 8 << 20
+PARALLEL_READS = 8
 
 Materialize = Callable[[WorldHead, list[bytes], list[Op]], None]
 """Called by ``acquire`` with the world's whole history (records, state ops) before its head names us."""
@@ -138,17 +140,22 @@ class WorldHeads:
         )
         # start at the last segment that begins at or before ``start``
         useful = [f for f in firsts if f <= start][-1:] + [f for f in firsts if f > start]
-        segments: list[Segment] | list[OpSegment] = []
-        for first in useful:
+
+        def fetch(first: int) -> Segment | OpSegment:
             key = op_segment_key(universe, world, first) if ops else segment_key(universe, world, first)
             stored = self.objects.get(key)
             if stored is None:
                 raise CorruptObject(f"world {world}: segment {first} was listed but cannot be read")
             if ops:
-                segments.append(codec.decode_op_segment(stored.data, universe, world, first))  # type: ignore[arg-type]
-            else:
-                segments.append(codec.decode_segment(stored.data, universe, world, first))  # type: ignore[arg-type]
-        return assemble(segments, start, stop)
+                return codec.decode_op_segment(stored.data, universe, world, first)
+            return codec.decode_segment(stored.data, universe, world, first)
+
+        if len(useful) > 1:  # a world read whole (an acquire) has many: fetch them side by side
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_READS, len(useful)), thread_name_prefix="aos-seg") as pool:
+                segments = list(pool.map(fetch, useful))
+        else:
+            segments = [fetch(first) for first in useful]
+        return assemble(segments, start, stop)  # type: ignore[arg-type]
 
     # --- owning ---------------------------------------------------------------------------------
 
@@ -161,14 +168,17 @@ class WorldHeads:
         own = self._owned.get((universe, world))
         return own if own is not None and own.state is State.OWNED else None
 
-    def acquire(self, universe: str, world: str, *, create: bool = False,
+    def acquire(self, universe: str, world: str, *, create: bool = False, takeover: bool = True,
                 materialize: Materialize | None = None) -> Ownership:
         """Make this host the world's only writer (fencing and recovering the previous owner if needed).
 
         ``create``: the world must be new (``InvalidArgument`` if any kernel
-        ever wrote its head). ``materialize`` receives the world's whole
-        history before the head names this host, so a host that dies right
-        after the head update already has what it acquired.
+        ever wrote its head). ``takeover=False``: only a released (or new)
+        world, or one this host's own earlier generation held; one another
+        host holds is ``OwnershipLost``, also when it was taken while we
+        tried. ``materialize`` receives the world's whole history before the
+        head names this host, so a host that dies right after the head update
+        already has what it acquired.
         """
         log = self._writer()
         with self._lock:
@@ -184,6 +194,8 @@ class WorldHeads:
                 if create and old is not None:
                     holder = f"held by {old.owner}" if old.owner else "released"
                     raise InvalidArgument(f"world id {world!r} is taken in universe {universe} ({holder})")
+                if not takeover and old is not None and old.owner is not None and old.owner != log.writer:
+                    raise OwnershipLost(f"world {world} is held by {old.owner} (epoch {old.epoch})")
                 flushed = old.flushed if old is not None else 0
                 ops = old.ops if old is not None else 0
                 earlier: list[Op] | None = None
