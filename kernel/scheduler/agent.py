@@ -282,7 +282,9 @@ class HostAgent:
         """Acquire what is newly assigned here, release what moved away."""
         now = {p.key: p for p in view.placements() if p.host == self.host_id}
         for key, placement in now.items():
-            if key in self._busy or placement.previous:
+            # epoch 1 is the world's creation on this host, by the scheduler through our Kernel cap:
+            # nothing to acquire (and acquiring while the create runs would race it)
+            if key in self._busy or placement.previous or placement.epoch <= 1:
                 continue
             if not self.mover.has(placement.universe, placement.world) and self.mover.supported:
                 self._busy.add(key)

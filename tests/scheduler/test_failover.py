@@ -1,0 +1,177 @@
+"""Migration and failover on real etcd, a moto S3 server and host kernels on shared storage:
+a world moved by command, or off a draining host, serves on its new host with every
+acknowledged event; a host killed with SIGKILL loses its lease and its worlds serve
+elsewhere with nothing acknowledged lost, and the killed host's kernel is fenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aos.errors import AosError, WorldMoved
+from aos.kernel.client import Connection, run
+from aos.kernel.scheduler.client import SchedulerSession
+from aos.kernel.scheduler.testing import LocalCluster
+from aos.kernel.storage.objects import S3Objects, make_client
+from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.world.loader import read_bundle
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+
+
+@pytest.fixture
+def shared_cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
+    for name in AWS_VARIABLES_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"aos-{uuid.uuid4().hex[:12]}"
+    S3Objects(make_client(), bucket).ensure_bucket()
+    with tempfile.TemporaryDirectory(prefix="aosf-", dir="/tmp") as root:
+        c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10)
+        try:
+            c.start(etcd)
+            for kernel in c.kernels:
+                c.wait_joined(kernel)
+            yield c
+        finally:
+            c.stop()
+
+
+async def until(check: Any, timeout: float = 30.0) -> Any:
+    """Poll ``check`` (async, returns a value or raises AosError) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Exception | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            value = await check()
+            if value:
+                return value
+        except AosError as exc:
+            last = exc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met in {timeout}s (last error: {last})")
+
+
+async def count_on(s: SchedulerSession, world: str) -> tuple[str, int]:
+    """(host id, counter) read from the host the scheduler introduces."""
+    where = await (await s.universe("u")).where(world)
+    if where["state"] != "running":
+        return "", -1
+    w = await s.open_world("u", world)
+    state = await w.state("demo/counter@1")
+    return where["hostId"], (state or {}).get("count", 0)
+
+
+def test_move_by_command_and_by_drain_keeps_every_acknowledged_event(shared_cluster: LocalCluster) -> None:
+    """A moved world serves on its target with all its events, and draining a host moves its worlds off it."""
+    doc, wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
+
+    async def main() -> tuple[Any, ...]:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            await until(lambda: _hosts(s, 3))
+            await s.scheduler.create_universe("u")
+            placement, _ = await (await s.universe("u")).create_world(doc, wasm, "m1")
+            first = placement["hostId"]
+            world = await s.open_world("u", "m1")
+            for n in range(5):
+                await world.send("demo/CounterEvent@1", {"by": 1})
+            target = next(h for h in ("host0", "host1", "host2") if h != first)
+            moved = await s.scheduler.move("u", "m1", target)
+            after_move = await until(lambda: _on(s, "m1", target, 5))
+            # an event after the move lands on the new host
+            await (await s.open_world("u", "m1")).send("demo/CounterEvent@1", {"by": 10})
+            await s.scheduler.drain(target)
+            after_drain = await until(lambda: _away(s, "m1", target, 15))
+            return first, moved, after_move, after_drain, target
+
+    first, moved, after_move, after_drain, target = run(main())
+    assert moved["hostId"] == target and moved["epoch"] == 2
+    assert after_move == (target, 5)
+    assert after_drain[0] not in ("", target) and after_drain[1] == 15
+
+
+def test_a_killed_host_fails_over_with_nothing_acknowledged_lost(shared_cluster: LocalCluster) -> None:
+    """SIGKILL on a host: its lease lapses, its worlds serve on other hosts with every acknowledged event."""
+    doc, wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
+
+    async def setup() -> dict[str, str]:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            await until(lambda: _hosts(s, 3))
+            await s.scheduler.create_universe("u")
+            universe = await s.universe("u")
+            homes = {}
+            for i in range(6):
+                placement, _ = await universe.create_world(doc, wasm, f"f{i}")
+                world = await s.open_world("u", f"f{i}")
+                for _ in range(i + 1):
+                    await world.send("demo/CounterEvent@1", {"by": 1})
+                homes[f"f{i}"] = placement["hostId"]
+            return homes
+
+    homes = run(setup())
+    victim = homes["f0"]
+    index = int(victim.removeprefix("host"))
+    shared_cluster.kernels[index].kill()
+
+    async def after() -> dict[str, tuple[str, int]]:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            out = {}
+            for name in homes:
+                want = int(name[1:]) + 1
+                out[name] = await until(lambda n=name, w=want: _served_elsewhere(s, n, victim, w), timeout=60)
+            await s.scheduler.drain(victim)  # when it comes back, rebalancing must not hand it worlds again
+            return out
+
+    served = run(after())
+    for name, (host, count) in served.items():
+        assert count == int(name[1:]) + 1
+        if homes[name] == victim:
+            assert host != victim
+
+    # the killed host comes back: its old worlds were taken over, so it is fenced and refuses them
+    kernel = shared_cluster.add_host(index)
+    shared_cluster.wait_joined(kernel)
+    lost = [name for name, home in homes.items() if home == victim]
+
+    async def on_old_host() -> list[str]:
+        refused = []
+        async with await Connection.open(kernel.address) as conn:
+            admin = await conn.restore_kernel(kernel.admin_token)
+            worlds = await admin.worlds("u")
+            for name in lost:
+                with pytest.raises(WorldMoved):
+                    await (await worlds.open(name)).send("demo/CounterEvent@1", {"by": 100})
+                refused.append(name)
+        return refused
+
+    assert run(on_old_host()) == lost
+
+
+async def _hosts(s: SchedulerSession, n: int) -> bool:
+    return len((await s.scheduler.status())["hosts"]) == n
+
+
+async def _on(s: SchedulerSession, world: str, host: str, count: int) -> tuple[str, int] | None:
+    found = await count_on(s, world)
+    return found if found == (host, count) else None
+
+
+async def _away(s: SchedulerSession, world: str, host: str, count: int) -> tuple[str, int] | None:
+    found = await count_on(s, world)
+    return found if found[0] not in ("", host) and found[1] == count else None
+
+
+async def _served_elsewhere(s: SchedulerSession, world: str, victim: str, count: int) -> tuple[str, int] | None:
+    found = await count_on(s, world)
+    return found if found[0] not in ("", victim) and found[1] == count else None
