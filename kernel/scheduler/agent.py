@@ -59,7 +59,8 @@ class AgentConfig:
     """scheduler: the scheduler's address; token_file: a Scheduler token (its admin token, say);
     capacity: total world load this host takes; labels: ``k=v`` a world may require;
     advertise: the address clients and the scheduler use ("" = the first TCP listener, else the first);
-    host_id: "" = the storage host id, else the one kept in the data directory."""
+    host_id: "" = the storage host id, else the one kept in the data directory;
+    drain_on_stop: seconds a stopping host waits for its worlds to be handed to other hosts."""
 
     scheduler: str
     token_file: str
@@ -67,6 +68,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     advertise: str = ""
     host_id: str = ""
+    drain_on_stop: float = 0.0
 
 
 def add_options(parser: Any) -> None:
@@ -81,6 +83,9 @@ def add_options(parser: Any) -> None:
                         help="a label worlds may require (repeatable)")
     parser.add_argument("--advertise", metavar="ADDR", default="",
                         help="address the scheduler and clients use for this kernel (default: its first TCP listener)")
+    parser.add_argument("--drain-on-stop", type=float, default=0.0, metavar="SECONDS",
+                        help="on SIGTERM, hand this host's worlds to other hosts first, waiting at most SECONDS "
+                             "(shared storage; default 0: stop at once and let them fail over)")
 
 
 def config_from(args: Any) -> AgentConfig | None:
@@ -98,7 +103,10 @@ def config_from(args: Any) -> AgentConfig | None:
         raise InvalidArgument(f"--scheduler-token {token}: no such file")
     if args.capacity < 0:
         raise InvalidArgument(f"--capacity {args.capacity:g}: use 0 or more")
-    return AgentConfig(args.scheduler, token, args.capacity, parse_labels(args.label), args.advertise)
+    if args.drain_on_stop < 0:
+        raise InvalidArgument(f"--drain-on-stop {args.drain_on_stop:g}: use 0 or more seconds")
+    return AgentConfig(args.scheduler, token, args.capacity, parse_labels(args.label), args.advertise,
+                       drain_on_stop=args.drain_on_stop)
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -225,6 +233,9 @@ class HostAgent:
             lease = self.lease = await etcd.lease(ttl)
             lease.start()
             await etcd.put(etcd.keys.hostcap(self.host_id), (await self._kernel_token()).encode(), lease=lease.id)
+            tx = etcd.tx
+            drain = etcd.keys.drain(self.host_id)  # set by our own last stop, not by the operator: lift it
+            await etcd.txn([tx.value(drain) == DRAINED_BY_STOP], [tx.delete(drain)])
             await self._advertise()
             entries, revision = await etcd.get_prefix(etcd.keys.slots)
             view = ClusterView(etcd.keys)
@@ -330,13 +341,42 @@ class HostAgent:
         finally:
             self._busy.discard(placement.key)
 
+    async def _drain_before_stop(self, timeout: float) -> None:
+        try:
+            await _drain_away(self, timeout)
+        except (AosError, EtcdUnavailable) as exc:
+            log.warning("event=drain_failed host=%s error=%r", self.host_id, str(exc)[:200])
+
     async def stop(self) -> None:
+        if self.config.drain_on_stop > 0 and self.mover.supported and self.etcd is not None and self.joined.is_set():
+            await self._drain_before_stop(self.config.drain_on_stop)
         self.stopping = True
         if self.lease is not None:
             await self.lease.revoke()  # its worlds fail over now, not after the TTL
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+DRAINED_BY_STOP = b"stopping"
+
+
+async def _drain_away(agent: HostAgent, timeout: float) -> None:
+    """Mark this host draining and wait until the leader moved its worlds off and it released them."""
+    assert agent.etcd is not None
+    etcd = agent.etcd
+    await etcd.put(etcd.keys.drain(agent.host_id), DRAINED_BY_STOP)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        entries, _ = await etcd.get_prefix(etcd.keys.slots)
+        mine = [p for e in entries for p in slot_from(e.value).values()
+                if p.host == agent.host_id or p.previous == agent.host_id]
+        if not mine:
+            log.info("event=drained host=%s", agent.host_id)
+            return
+        await asyncio.sleep(0.1)
+    log.warning("event=drain_timeout host=%s seconds=%g", agent.host_id, timeout)
 
 
 def view_items_moved_away(view: ClusterView, host_id: str) -> list[tuple[str, Placement]]:

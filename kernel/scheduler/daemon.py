@@ -62,10 +62,11 @@ class SchedulerServer:
         self._connections: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
         self.lease: Lease | None = None
+        self.adopt_token = ""
 
     @property
     def admin_token_path(self) -> str:
-        return os.path.join(self.config.data_dir, ADMIN_TOKEN_FILE)
+        return self.adopt_token or os.path.join(self.config.data_dir, ADMIN_TOKEN_FILE)
 
     async def start(self) -> None:
         os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
@@ -113,6 +114,9 @@ class SchedulerServer:
 
     async def _ensure_admin_token(self) -> None:
         assert self.services is not None
+        if self.adopt_token:
+            await self._adopt(self.adopt_token)
+            return
         path = self.admin_token_path
         if os.path.exists(path):
             with open(path) as f:
@@ -132,6 +136,21 @@ class SchedulerServer:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    async def _adopt(self, path: str) -> None:
+        """Make the operator's token (a Kubernetes Secret, say) an admin token of this cluster."""
+        from aos.caps.tokens import token_hash
+        from aos.kernel.store import Op
+
+        assert self.services is not None
+        with open(path) as f:
+            token = f.read().strip()
+        digest = token_hash(token)  # InvalidToken unless it is aos1_ + 43 base64url characters
+        await self.services.resolve_fresh(token)
+        if self.services.store.get("tokens", digest) is None:
+            await self.services.committer.commit([Op("tokens", digest, digest + self.services.grants.ROOT_ID.encode())])
+        elif self.services.tokens.resolve(token) != self.services.grants.ROOT_ID:
+            raise InvalidArgument(f"--admin-token {path}: that token stands for another capability of this cluster")
 
     async def _listen(self, address: Address) -> Address:
         if address.kind == "unix":
@@ -254,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=os.environ.get("AOS_SCHEDULER_DATA", ""),
                         help="directory for this scheduler's admin.token (default: $AOS_SCHEDULER_DATA, else "
                              "~/.local/share/aos/scheduler)")
+    parser.add_argument("--admin-token", metavar="FILE", default=os.environ.get("AOS_SCHEDULER_TOKEN_FILE", ""),
+                        help="use the token in FILE as an admin token of the cluster (a secret the operator made, "
+                             "e.g. `python -c 'from aos.caps.tokens import new_token; print(new_token())'`); "
+                             "default: mint one into DATA/admin.token")
     parser.add_argument("--listen", default="tcp:127.0.0.1:0", metavar="ADDR",
                         help="unix:PATH or tcp:HOST:PORT (default tcp:127.0.0.1:0)")
     parser.add_argument("--health", default="127.0.0.1:0", metavar="HOST:PORT",
@@ -275,6 +298,8 @@ def check(args: argparse.Namespace) -> None:
     parse_address(args.listen)
     if not 2 <= args.lease_ttl <= 600:
         raise InvalidArgument(f"--lease-ttl {args.lease_ttl}: use 2 to 600 seconds")
+    if args.admin_token and not os.path.isfile(args.admin_token):
+        raise InvalidArgument(f"--admin-token {args.admin_token}: no such file")
     if not 1 <= args.slots <= 65536:
         raise InvalidArgument(f"--slots {args.slots}: use 1 to 65536")
 
@@ -284,6 +309,7 @@ async def run(args: argparse.Namespace) -> int:
     data = os.path.abspath(args.data or os.path.join(os.path.expanduser("~"), ".local", "share", "aos", "scheduler"))
     config = SchedulerConfig(data, args.etcd, args.listen, args.lease_ttl, not args.no_rebalance)
     server = SchedulerServer(config, args.slots)
+    server.adopt_token = os.path.abspath(args.admin_token) if args.admin_token else ""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)

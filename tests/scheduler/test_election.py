@@ -78,3 +78,26 @@ def test_a_stopped_leader_hands_over_at_once(schedulers: list[SchedulerProcess])
     leader = wait_one_leader(schedulers)
     assert leader.stop() == 0
     wait_one_leader([p for p in schedulers if p is not leader])
+
+
+def test_an_operator_token_becomes_an_admin_token(etcd: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """--admin-token FILE (a Kubernetes Secret, say) restores the Scheduler on every scheduler of the cluster."""
+    from aos.caps.tokens import new_token
+
+    secret = tmp_path_factory.mktemp("secret") / "admin.token"
+    secret.write_text(new_token() + "\n")
+    first = SchedulerProcess(str(tmp_path_factory.mktemp("s1")), etcd, extra_args=["--admin-token", str(secret)])
+    second = SchedulerProcess(str(tmp_path_factory.mktemp("s2")), etcd)
+    try:
+        first.start()
+        second.start()
+
+        async def status_on(address: str) -> str:
+            async with await SchedulerSession.open(address, secret.read_text().strip()) as s:
+                return str((await s.scheduler.status())["thisScheduler"]["address"])
+
+        assert run(status_on(first.address)) == first.address
+        assert run(status_on(second.address)) == second.address
+    finally:
+        first.kill()
+        second.kill()

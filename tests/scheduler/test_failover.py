@@ -175,3 +175,31 @@ async def _away(s: SchedulerSession, world: str, host: str, count: int) -> tuple
 async def _served_elsewhere(s: SchedulerSession, world: str, victim: str, count: int) -> tuple[str, int] | None:
     found = await count_on(s, world)
     return found if found[0] not in ("", victim) and found[1] == count else None
+
+
+def test_a_stopping_host_hands_its_worlds_over_first(shared_cluster: LocalCluster) -> None:
+    """SIGTERM on a host run with --drain-on-stop releases its worlds to other hosts before it exits."""
+    doc, wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
+    kernel = shared_cluster.add_host(3, extra=["--drain-on-stop", "30"])
+    shared_cluster.wait_joined(kernel)
+
+    async def setup() -> None:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            await until(lambda: _hosts(s, 4))
+            await s.scheduler.create_universe("u")
+            await (await s.universe("u")).create_world(doc, wasm, "d1")
+            await (await s.open_world("u", "d1")).send("demo/CounterEvent@1", {"by": 3})
+            await s.scheduler.move("u", "d1", "host3")
+            await until(lambda: _on(s, "d1", "host3", 3))
+
+    run(setup())
+    assert kernel.stop(timeout=60) == 0
+    assert any("event=drained" in line for line in kernel.log_lines)
+
+    async def served() -> tuple[str, int]:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            return await until(lambda: _away(s, "d1", "host3", 3))  # type: ignore[no-any-return]
+
+    assert run(served())[1] == 3
