@@ -95,6 +95,8 @@ function size(n) {
   return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
 }
 
+// label/value pairs of a two-column grid: each item its own cell (adjacent text would merge into one)
+const cells = (...items) => items.map((x) => (x instanceof Node ? x : el("span", {}, x)));
 const pretty = (v) => JSON.stringify(v, null, 2);
 const badge = (state) => el("span", { class: `badge ${state}`, "data-testid": "state" }, state);
 
@@ -218,13 +220,13 @@ async function worldView(view, universe, worldId, query) {
   const info = w.info;
   view.append(
     el("h1", {}, `${worldId} `, badge(w.state), " ", el("span", { class: "muted" }, info.name)),
-    el("div", { class: "card grid", "data-testid": "world-info" },
+    el("div", { class: "card grid", "data-testid": "world-info" }, ...cells(
       "universe", universe, "journal height", info.journalHeight, "last event", ago(info.lastEventMs),
       "manifest", el("span", { class: "mono" }, info.manifestHash),
       "latest snapshot", el("span", { class: "mono" }, info.snapshot || "–"),
       "forked from", info.forkedFrom || "–",
       ...(info.quarantined ? ["quarantined", el("span", { class: "badge quarantined" }, info.quarantined)] : []),
-      ...(w.traps.length ? ["recent traps", el("pre", {}, w.traps.join("\n"))] : [])),
+      ...(w.traps.length ? ["recent traps", el("pre", {}, w.traps.join("\n"))] : []))),
     actions,
     el("div", { class: "tabs" }, ["journal", "grants", "state", "effects", "receipts", "messages", "snapshots", "manifest",
       ...(w.agent ? ["agents"] : [])].map((t) => el("button", { class: t === tab ? "active" : "", "data-tab": t,
@@ -393,9 +395,9 @@ async function agentView(view, universe, worldId, session) {
   const streaming = el("div", { class: "streaming", "data-testid": "streaming" });
   const totals = el("div", { class: "card grid", "data-testid": "totals" });
   const status = el("span", { class: "live", "data-testid": "live-status" });
-  const showTotals = (x, s) => totals.replaceChildren("status", el("span", { "data-testid": "session-status" }, s.status), "turns", s.turns,
+  const showTotals = (x, s) => totals.replaceChildren(...cells("status", el("span", { "data-testid": "session-status" }, s.status), "turns", s.turns,
     "model", `${s.provider} ${s.model}`, "LLM calls", x.llm_calls, "tokens", `${x.input_tokens} in, ${x.output_tokens} out`,
-    "cost", x.cost_usd === null || x.cost_usd === undefined ? "unknown" : `$${x.cost_usd.toFixed(4)}`);
+    "cost", x.cost_usd === null || x.cost_usd === undefined ? "unknown" : `$${x.cost_usd.toFixed(4)}`));
   const sums = { ...t.totals };
   showTotals(sums, t.session);
   const subagents = new Set();
@@ -423,7 +425,7 @@ async function agentView(view, universe, worldId, session) {
   view.append(el("h1", {}, `Agent session ${session} `, el("span", { class: "muted" }, `in ${worldId}`), " ", status),
     el("p", {}, el("a", { href: `#/world/${enc(universe)}/${enc(worldId)}?tab=agents` }, "← sessions of this world")),
     totals, subs, controls,
-    t.complete ? null : el("p", { class: "muted" }, "(earlier events are older than the part of the journal read here)"),
+    ...(t.complete ? [] : [el("p", { class: "muted" }, "(earlier events are older than the part of the journal read here)")]),
     list, streaming);
   const source = live(`${base}/tail?from=${t.height}`, {
     record: (row) => {
