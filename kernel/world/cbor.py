@@ -353,6 +353,14 @@ def decode_lenient(data: bytes) -> Any:
     data = bytes(data)
     if data.startswith(SELF_DESCRIBE):
         data = data[3:]
+    if _native_loads is not None:
+        # canonical bytes (what well-behaved modules write) have one reading: take cbor2's
+        try:
+            value = _native_loads(data, max_depth=MAX_DEPTH)
+            if encode_body(value) == data:
+                return value
+        except Exception:  # noqa: BLE001 - the Python decoder decides
+            pass
     return decode_body(data)
 
 

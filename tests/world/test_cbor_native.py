@@ -118,6 +118,25 @@ def test_native_decoding_of_arbitrary_bytes_matches_the_reference(body: bytes) -
     assert want[1] == got[1] if want[0] == "error" else same(want[1], got[1])
 
 
+def _lenient_python(data: bytes) -> Any:
+    return cbor.decode_body(data[3:] if data.startswith(cbor.SELF_DESCRIBE) else data)
+
+
+@settings(max_examples=400)
+@given(values, st.integers(min_value=0), st.integers(0, 255), st.booleans())
+def test_lenient_decoding_matches_the_reference(v: Any, i: int, b: int, tagged: bool) -> None:
+    """Workflow output (tag optional, any key order) decodes natively exactly as the Python decoder reads it."""
+    try:
+        data = cbor.encode(v) if tagged else cbor.encode_body(v)
+    except CborError:
+        return
+    liberal = cbor2.dumps(v)  # insertion-order keys, 64-bit floats: valid output, not canonical
+    for raw in [data, liberal, *_mutations(data, i, b)]:
+        want, got = outcome(_lenient_python, raw), outcome(cbor.decode_lenient, raw)
+        assert want[0] == got[0], (raw.hex(), want, got)
+        assert want[1] == got[1] if want[0] == "error" else same(want[1], got[1])
+
+
 @pytest.mark.parametrize("hexed", [
     "d9d9f7c074323031332d30332d32315432303a30343a30305a",  # tag 0 (a date): cbor2 reads a datetime
     "d9d9f7c249010000000000000000",  # bignum 2**64: cbor2 reads an int we cannot write
