@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aos.cli_cluster import add_parsers as add_cluster_parsers
 
     add_cluster_parsers(sub, world)
+    from aos.cli_governance import add_parsers as add_governance_parsers
+
+    add_governance_parsers(sub, world)  # aos world propose|shadow|approve|reject|apply|rollback|history|manifest, aos demiurge
     return parser
 
 
@@ -321,6 +324,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from aos.cli_agent import main as agent_main
 
         return agent_main(args)
+    if args.command == "demiurge":
+        from aos.cli_demiurge import main as demiurge_main
+
+        return demiurge_main(args)
+    if args.command == "world" and args.action in ("propose", "shadow", "approve", "reject", "apply", "rollback",
+                                                  "history", "manifest"):
+        from aos.cli_governance import main as governance_main
+
+        return governance_main(args)
     if args.command == "console":
         from aos.console.cli import run_console
 

@@ -584,3 +584,7 @@ async def _help(ctx: Context, cmd: Command) -> Output:
 @command("exit", "exit", "leave the shell (or Ctrl-D)", kernel=False)
 async def _exit(ctx: Context, cmd: Command) -> Output:
     raise ExitShell()
+
+
+# governance and the Demiurge (propose, shadow, approve, reject, apply, rollback, history, manifest, demiurge)
+from aos.shell import governance as _governance  # noqa: E402,F401
