@@ -137,8 +137,15 @@ class WorldMover:
             return False
         return True
 
-    async def acquire(self, universe: str, world: str) -> None:
-        await self.services.worlds.acquire(universe, world)  # type: ignore[attr-defined]
+    async def acquire(self, universe: str, world: str, take_over: bool) -> None:
+        """Take the world; ``take_over`` when its previous host died without handing it over (fences it)."""
+        import inspect
+
+        acquire = self.services.worlds.acquire  # type: ignore[attr-defined]
+        if "take_over" in inspect.signature(acquire).parameters:
+            await acquire(universe, world, take_over=take_over)
+        else:
+            await acquire(universe, world)
 
     async def release(self, universe: str, world: str) -> None:
         await self.services.worlds.release(universe, world)  # type: ignore[attr-defined]
@@ -309,7 +316,7 @@ class HostAgent:
 
     async def _acquire(self, placement: Placement) -> None:
         try:
-            await self.mover.acquire(placement.universe, placement.world)
+            await self.mover.acquire(placement.universe, placement.world, placement.takeover)
             log.info("event=acquired world=%s epoch=%d", placement.key, placement.epoch)
         except AosError as exc:
             log.warning("event=acquire_failed world=%s error=%r", placement.key, str(exc)[:200])

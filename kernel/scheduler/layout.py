@@ -212,13 +212,21 @@ class Placement:
     load: float = 1.0
     name: str = ""
     reason: str = ""  # why it waits, when host is ""
+    takeover: bool = False  # its previous host died: the new host takes it over (fencing), no hand-over
+    moved_ms: int = 0  # when it last changed host (rebalancing leaves recent moves alone)
 
     @property
     def key(self) -> str:
         return world_key(self.universe, self.world)
 
-    def moved_to(self, host: str) -> Placement:
-        return replace(self, host=host, epoch=self.epoch + 1, previous=self.host, reason="")
+    def moved_to(self, host: str, now_ms: int = 0) -> Placement:
+        """Assigned to ``host``; the current host must hand it over first (``previous``)."""
+        return replace(self, host=host, epoch=self.epoch + 1, previous=self.host, reason="", takeover=False,
+                       moved_ms=now_ms)
+
+    def taken_over_by(self, host: str, now_ms: int = 0) -> Placement:
+        """Assigned to ``host`` after its host died: nothing to wait for, the new host fences the old one."""
+        return replace(self, host=host, epoch=self.epoch + 1, previous="", reason="", takeover=True, moved_ms=now_ms)
 
 
 def to_json(record: Any) -> bytes:

@@ -42,6 +42,7 @@ class WorldSpec:
     labels: labels a host must carry to run it.
     pin: a host id it must run on ("" = anywhere eligible).
     current: the host it runs on now ("" = nowhere yet).
+    settled: rebalancing leaves it where it is (it moved a moment ago: no flapping).
     """
 
     key: str
@@ -49,6 +50,7 @@ class WorldSpec:
     labels: Labels = ()
     pin: str = ""
     current: str = ""
+    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,8 @@ def _rebalance(by_id: Mapping[str, HostSpec], on_host: dict[str, list[WorldSpec]
     total = sum(used[h.id] for h in live)
     target = {h.id: total * h.capacity / total_cap for h in live}
     # candidates per host, largest first: moving big worlds needs fewest moves
-    movable = {h.id: sorted((w for w in on_host[h.id] if not w.pin), key=lambda w: (-w.load, w.key)) for h in live}
+    movable = {h.id: sorted((w for w in on_host[h.id] if not w.pin and not w.settled), key=lambda w: (-w.load, w.key))
+               for h in live}
     budget = max_moves if max_moves is not None else sum(len(v) for v in movable.values())
     # hosts above their share only give and hosts below only take, so no world moves twice
     # and no host both gives and takes

@@ -38,6 +38,7 @@ log = logging.getLogger("aos.scheduler")
 T = TypeVar("T")
 
 RETRIES = 8
+SETTLE_MS = 30_000  # rebalancing leaves a world alone this long after it moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,9 +443,10 @@ class SchedulerServices:
                 if not target_id:
                     reason = next((u.reason for u in result.unplaced if u.world == current.key), "no other host")
                     raise NoHost(f"no other host can take world {current.key}: {reason}")
-            moved = current.moved_to(target_id)
-            if current.host not in self.view.hosts:
-                moved = replace(moved, previous="")  # its host is dead: nothing to wait for, the new one takes over
+            now = _now_ms()
+            # a dead host hands nothing over: the new one takes the world over (and fences the old one)
+            moved = current.moved_to(target_id, now) if current.host in self.view.hosts \
+                else current.taken_over_by(target_id, now)
             await self._write([self.etcd.tx.mod(self.keys.slot(slot)) == srev],
                               [self.etcd.tx.put(self.keys.slot(slot), slot_to({**entries, moved.key: moved}))])
             return moved
@@ -469,23 +471,26 @@ class SchedulerServices:
         if not current:
             return 0
         specs = []
+        now = _now_ms()
         for p in current:
             alive = p.host in self.view.hosts
-            specs.append(replace(spec_of(p), current=p.host if alive else ""))
+            # a world still moving, or moved a moment ago, is not moved again to even out load
+            settled = bool(p.previous) or now - p.moved_ms < SETTLE_MS
+            specs.append(replace(spec_of(p), current=p.host if alive else "", settled=settled))
         result = place.place(specs, self.live_hosts(), rebalance=self.config.rebalance,
                              max_moves=self.config.moves_per_round)
         by_key = {p.key: p for p in current}
         changed: dict[int, dict[str, Placement]] = {}
+        now = _now_ms()
         for p in current:
             if p.previous and p.previous not in self.view.hosts:
                 # the host that was to hand it over died: the new one takes over without waiting
                 slot = self._slot_number(p.universe, p.world)
-                changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[p.key] = replace(p, previous="")
+                changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[p.key] = \
+                    replace(p, previous="", takeover=True)
         for move in result.moves:
             old = by_key[move.world]
-            new = old.moved_to(move.target)
-            if old.host not in self.view.hosts:
-                new = replace(new, previous="")
+            new = old.moved_to(move.target, now) if old.host in self.view.hosts else old.taken_over_by(move.target, now)
             slot = self._slot_number(old.universe, old.world)
             changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[new.key] = new
         written = 0
@@ -545,6 +550,10 @@ class SchedulerServices:
 
 def spec_of(p: Placement) -> place.WorldSpec:
     return place.WorldSpec(p.key, p.load, place.labels_of(p.labels), p.pin, p.host)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _pid() -> int:

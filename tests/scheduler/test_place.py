@@ -176,3 +176,11 @@ def test_ten_thousand_worlds_spread_evenly() -> None:
     loads = sorted(result.load.values())
     assert loads[-1] - loads[0] <= 1
     assert not result.unplaced
+
+
+def test_settled_worlds_are_not_rebalanced_but_still_fail_over() -> None:
+    """A world that just moved stays put while rebalancing, yet is placed elsewhere when its host goes."""
+    ws = [WorldSpec(f"u/w{i}", current="a", settled=True) for i in range(4)]
+    hosts = [HostSpec("a", 10), HostSpec("b", 10)]
+    assert place(ws, hosts, rebalance=True).moves == ()
+    assert {m.target for m in place(ws, [HostSpec("b", 10)], rebalance=True).moves} == {"b"}
