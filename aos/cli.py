@@ -136,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "kernel that gets its next event, or `aos world acquire ID`, holds it next.")
     hand.add_argument("world")
     take = world.add_parser("acquire", help="take a world from shared storage and wake it on this kernel",
-                            description="Acquire a released world, or take over one that another kernel holds "
-                            "without having released it (that kernel's log is fenced: it stops writing, for all its "
-                            "worlds). Open intents restart, pending timers fire here.")
+                            description="Acquire a released world and wake it here: open intents restart, pending "
+                            "timers fire here. A world another kernel holds is refused, unless --take-over.")
     take.add_argument("world")
+    take.add_argument("--take-over", action="store_true",
+                      help="also take a world another kernel holds without having released it (a dead host's): "
+                      "that kernel's log is fenced, so it stops writing, for all its worlds")
     from aos.cli_cluster import add_parsers as add_cluster_parsers
 
     add_cluster_parsers(sub, world)

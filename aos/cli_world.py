@@ -60,7 +60,7 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient, conn: Any = 
     if action == "release":
         return {"handedOver": args.world, "placement": await worlds.release(args.world)}
     if action == "acquire":
-        info, placement = await worlds.acquire(args.world)
+        info, placement = await worlds.acquire(args.world, args.take_over)
         return {"acquired": info, "placement": placement}
     world = await worlds.open(args.world)
     if action == "send":

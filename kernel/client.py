@@ -455,10 +455,11 @@ class WorldsClient(RemoteCap):
         epoch, previous, journalHeight}`` once it is durable there and gone from this kernel."""
         return (await call(self.cap.release(world_id))).placement.to_dict()  # type: ignore[no-any-return]
 
-    async def acquire(self, world_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Take a world from shared storage (released, or from its owner, which is fenced) and wake it:
-        ``(info, placement)``; ``placement["previous"]`` is the host that held it ("" if released)."""
-        reply = await call(self.cap.acquire(world_id))
+    async def acquire(self, world_id: str, take_over: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Take a world from shared storage and wake it: a released one, or with ``take_over`` one another
+        kernel holds (that kernel's log is fenced: it stops). ``(info, placement)``; ``placement["previous"]``
+        is the host that held it ("" if released). ``WorldMoved`` if another kernel holds it."""
+        reply = await call(self.cap.acquire(world_id, take_over))
         return reply.info.to_dict(), reply.placement.to_dict()
 
     async def hibernate(self, world_id: str) -> bool:

@@ -64,16 +64,19 @@ interface Worlds extends(Caps.Held) {
   # Errors: UnknownWorld, WorldMoved, InvalidArgument (an embedded kernel has
   # nowhere to release to), StorageUnavailable, PermissionDenied (read-only).
 
-  acquire @8 (worldId :Text) -> (info :WorldInfo, placement :Placement);
-  # Take a world on shared storage and wake it here: a released one (two
-  # requests), or one another kernel holds without having released it, which
-  # fences that kernel's log first (it can never append again, and stops).
+  acquire @8 (worldId :Text, takeOver :Bool) -> (info :WorldInfo, placement :Placement);
+  # Take a world on shared storage and wake it here. A released world takes
+  # two requests. One another kernel holds without having released it (a
+  # dead host's) is taken only with `takeOver`, which fences that kernel's
+  # whole log first: it can never append again and stops, so a live kernel
+  # loses all its worlds until it restarts. Without `takeOver` such a world
+  # is WorldMoved (naming the holder), also when another kernel won the race.
   # Open intents restart, timers set before the move fire here, waiting mail
   # is delivered. Idempotent for a world this kernel holds. A kernel also
   # acquires a released world by itself when it gets an event for it
   # (World.send, portal mail), unless it released that world itself.
-  # Errors: UnknownWorld, InvalidArgument (embedded kernel), Fenced,
-  # StorageUnavailable, PermissionDenied (read-only).
+  # Errors: UnknownWorld, WorldMoved, InvalidArgument (embedded kernel),
+  # Fenced, StorageUnavailable, PermissionDenied (read-only).
 }
 
 struct Placement {

@@ -153,7 +153,7 @@ class HandOver:
         if head is not None and head.owner is not None and head.owner != self.storage.host_id:
             where = f" at {head.address}" if head.address else ""
             return (f"world {world_id} is held by host {head.owner}{where}, not by this kernel ({me}): "
-                    f"call that kernel (a takeover here, aos world acquire {world_id}, would fence it)")
+                    f"call that kernel (taking it over here, aos world acquire --take-over {world_id}, fences it)")
         if tomb is not None and tomb.reason != "released":
             return f"world {world_id} was {tomb.reason}; this kernel ({me}) can no longer write it"
         return (f"world {world_id} was released by this kernel ({me}) and is in {self.storage.url}: the kernel "
@@ -179,10 +179,7 @@ class HandOver:
             raise UnknownWorld(f"no world {world_id!r} in universe {universe}")
         if head.owner is None and tomb is None:
             if on_released == "acquire":
-                try:
-                    await self.acquire(universe, world_id, takeover=False)
-                except OwnershipLost:  # another kernel acquired it first
-                    raise WorldMoved(self._gone(world_id, None, await self.storage.head(universe, world_id))) from None
+                await self.acquire(universe, world_id)  # WorldMoved if another kernel got there first
                 return
             if on_released == "allow":
                 return
@@ -226,15 +223,26 @@ class HandOver:
         log.info("event=world_released universe=%s world=%s height=%d", universe, world_id, height)
         return placement(head)
 
-    async def acquire(self, universe: str, world_id: str, takeover: bool = True) -> tuple[WorldMeta, dict[str, Any]]:
-        """Take the world here (released, or with ``takeover`` from its owner, fencing it) and wake it."""
+    async def acquire(self, universe: str, world_id: str, takeover: bool = False,
+                      explicit: bool = False) -> tuple[WorldMeta, dict[str, Any]]:
+        """Take the world here (released, or with ``takeover`` from its owner, fencing it) and wake it.
+
+        ``WorldMoved`` when another kernel holds it and not ``takeover``. Only
+        an ``explicit`` acquire (an operator's, a scheduler's) takes a world
+        this kernel released itself."""
         host = self.host
         async with self._lock(universe, world_id):
             meta = host.registry.get(universe, world_id)
             if meta is not None:
                 own = self.storage.heads.owned(universe, world_id) if self.storage.heads else None
                 return meta, placement(own.head if own is not None else None, self.storage.host_id)  # here already
-            acquired = await self.storage.acquire(universe, world_id, takeover)
+            if not explicit and (universe, world_id) in self.moved:
+                raise WorldMoved(self._gone(world_id, self.moved[(universe, world_id)], None))
+            try:
+                acquired = await self.storage.acquire(universe, world_id, takeover)
+            except OwnershipLost:  # held by another kernel (perhaps it just won the race)
+                head = await self.storage.head(universe, world_id)
+                raise WorldMoved(self._gone(world_id, None, head)) from None
             services = host.services
             self._forget_caches(universe, world_id)
             meta = host.registry.load(universe, world_id)

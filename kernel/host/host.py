@@ -446,9 +446,10 @@ class WorldHost:
         """Hand a world over to shared storage; afterwards its calls here fail with ``WorldMoved``."""
         return await self._handover().release(universe, world_id)
 
-    async def acquire(self, universe: str, world_id: str) -> tuple[WorldMeta, dict[str, Any]]:
-        """Take a world from shared storage (released, or from its owner, fencing it) and wake it here."""
-        return await self._handover().acquire(universe, world_id)
+    async def acquire(self, universe: str, world_id: str, take_over: bool = False) -> tuple[WorldMeta, dict[str, Any]]:
+        """Take a world from shared storage (released, or with ``take_over`` from its holder, fencing it)
+        and wake it here."""
+        return await self._handover().acquire(universe, world_id, take_over, explicit=True)
 
     async def locate(self, universe: str, world_id: str, on_released: str = "allow") -> None:
         """Raise ``UnknownWorld``/``WorldMoved`` unless calls on the world can go ahead here."""

@@ -111,9 +111,9 @@ class WorldsImpl(HeldImpl, world_capnp.Worlds.Server):  # type: ignore[misc,name
         return await self.host.release(self.grant.scope.universe, worldId)
 
     @remote()
-    async def acquire(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
+    async def acquire(self, worldId: str, takeOver: bool, _context: Any, **kwargs: Any) -> Any:
         self._writable("acquire worlds")
-        meta, placement = await self.host.acquire(self.grant.scope.universe, worldId)
+        meta, placement = await self.host.acquire(self.grant.scope.universe, worldId, takeOver)
         return world_info(self.host.status_of(meta)), placement
 
 

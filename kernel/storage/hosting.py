@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
+import signal
 import struct
 import threading
 import time
@@ -116,6 +118,10 @@ class HostStorage:
         self._flushing: dict[tuple[str, str], Future[WorldHead]] = {}
         self.on_lost: Callable[[BaseException], None] | None = None
         self.checkpoints = 0
+        self.appends = 0
+        # a test hook (tests/storage/test_kernel_restart.py): die by SIGKILL right after this many log
+        # appends, before RocksDB has the turn, which is the crash a restart must repair from the log
+        self._crash_after = int(os.environ.get("AOS_TEST_CRASH_AFTER_LOG_APPENDS", "0") or 0)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -199,6 +205,9 @@ class HostStorage:
             self.store.write(ops)
             return
         seq = self.log.append(logged)
+        self.appends += 1
+        if self.appends == self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
         turn = self._by_world(logged)  # before the write: a timer's delete is resolved from the store as it was
         self.store.write(ops + [self._applied(self.log.epoch, seq)])
         due = []

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aos.errors import Fenced
+from aos.errors import Fenced, WorldMoved
 from aos.kernel.client import run
 from aos.kernel.storage import LogWriter, ObjectLogs, StorageConfig
 from aos.kernel.world import decode_record
@@ -75,7 +75,9 @@ def test_a_world_survives_its_host_and_disk(bucket: str, server: GatedServer) ->
 
         async def on_b() -> tuple[dict, list, str]:
             async with Session(b) as s:
-                info, placement = await s.worlds.acquire("w")
+                with pytest.raises(WorldMoved, match="held by host host-a"):
+                    await s.worlds.acquire("w")  # A never released it: only a takeover may take it
+                info, placement = await s.worlds.acquire("w", take_over=True)
                 assert placement["host"] == "host-b" and placement["previous"] == "host-a"
                 server.gate.set()  # the restarted request may now be answered
                 world = await s.worlds.open("w")
