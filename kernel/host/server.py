@@ -260,8 +260,11 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         _check_writable(self.grant, "propose manifest changes")
         if len(patch) > 2 * MAX_PATCH_BYTES:  # the parsed patch is measured again in canonical CBOR
             raise PatchRejected(f"the patch is {len(patch)} characters of JSON; the limit is {MAX_PATCH_BYTES} bytes")
-        result = await self._governance.propose(self.universe, self.world_id, jsonvalue.loads(patch, "patch"),
-                                                "client", reason)
+        try:
+            value = jsonvalue.loads(patch, "patch")
+        except RecursionError:
+            raise PatchRejected("the patch is nested too deeply") from None
+        result = await self._governance.propose(self.universe, self.world_id, value, "client", reason)
         return jsonvalue.dumps(result)
 
     @remote()

@@ -99,8 +99,9 @@ def conversation(body: dict[str, Any]) -> Conversation:
 Policy = Callable[[Conversation], "list[ScriptedCall] | str"]
 
 
-def call(name: str, **arguments: Any) -> ScriptedCall:
-    return ScriptedCall(name, json.dumps(arguments))
+def call(tool: str, **arguments: Any) -> ScriptedCall:
+    """A tool call of the model (``name`` may be one of the arguments)."""
+    return ScriptedCall(tool, json.dumps(arguments))
 
 
 class Brain:
