@@ -11,6 +11,12 @@ prompt, tool definitions and growing history, the file read with ``open`` and ``
 with ``asyncio.create_subprocess_exec``, both tools concurrently. Kernel and plain turns alternate
 (the order flips every turn), so a busy machine slows both alike; the ratio is of the medians.
 
+The long session (``test_long_session_turns``) is 300 such turns, each reading a 20 KB file (one LLM call
+asking for it, the read, one LLM call answering): the history passes the model's window (200k tokens)
+several times, so both the kernel session and the plain loop compact it (a summary call near 85% of
+the window, the newest quarter kept). It reports the medians of the first and the last 20 turns: per-turn
+cost must not grow with the session.
+
 Run with ``.venv/bin/python -m pytest bench/bench_agent.py -q --benchmark-disable-gc``; scale the
 turn count with ``AOS_BENCH_SCALE``.
 """
@@ -36,6 +42,7 @@ from aos.agents import (
     input_event,
     transcript,
 )
+from aos.agents.session import COMPACT_PROMPT
 from aos.kernel.client import Connection
 from aos.kernel.world.records import record_from_value
 from benchlib import Figures
@@ -207,3 +214,165 @@ def test_agent_turn_overhead(benchmark: Any, figures: Figures) -> None:
                    "ms/turn", benchmark=benchmark)
     figures.record("agent.turn.records", "journal records per agent turn", out["records"] / turns,
                    "records/turn", benchmark=benchmark)
+
+
+LONG_TURNS = max(40, int(300 * SCALE))
+LONG_OUTPUT = 20_000
+WINDOW = coding_agent(PROVIDER).limits.context_window
+EDGE = 20  # turns at each end of the long session that are compared
+
+
+def big_file(i: int) -> str:
+    line = "the quick brown fox jumps over the lazy dog, again and again and again. "
+    return f"MARK {i}\n" + "".join(f"{line}{j:05d}\n" for j in range(LONG_OUTPUT // (len(line) + 6)))
+
+
+class LongModel:
+    """Reads the turn's file on a user message, answers after its result, writes a summary when asked."""
+
+    def __init__(self, repo: str) -> None:
+        self.repo = repo
+        self.n = 0
+
+    def __call__(self, request: Any) -> ModelTurn:
+        last = (request.body.get("messages") or [{}])[-1]
+        content = last.get("content")
+        if COMPACT_PROMPT[:60] in (content if isinstance(content, str) else str(content)):
+            return ModelTurn(text="Summary: the files read so far were as expected.")
+        if isinstance(content, list) and any(block.get("type") == "tool_result" for block in content):
+            return ModelTurn(text=FINAL)
+        self.n += 1
+        path = os.path.join(self.repo, f"f{self.n % 50}.txt")
+        return ModelTurn(tool_calls=[ScriptedCall("read_file", f'{{"file_path": "{path}"}}', id=f"toolu_l{self.n}")])
+
+
+class PlainCompactingAgent(PlainAgent):
+    """The plain loop with the session's compaction policy, so both do the same LLM work."""
+
+    def __init__(self, client: Client, config: dict[str, Any]) -> None:
+        super().__init__(client, config)
+        self.system = self.messages.pop(0)
+        self.compactions = 0
+
+    async def turn(self, text: str) -> str:
+        self.messages.append(Message.user(text))
+        while True:
+            await self.compact_if_full()
+            request = Request(self.model, [self.system, *self.messages], tools=self.tools)
+            response = await self.client.complete(request)
+            self.messages.append(response.message)
+            if not response.tool_calls:
+                return response.text
+            outputs = await asyncio.gather(*(self.run_tool(c.name, c.arguments) for c in response.tool_calls))
+            for call, output in zip(response.tool_calls, outputs):
+                self.messages.append(Message.tool_result(call.id, output))
+
+    async def run_tool(self, name: str, arguments: Any) -> str:
+        text = await super().run_tool(name, arguments)
+        return "".join(f"{n:6d}\t{line}" for n, line in enumerate(text.splitlines(keepends=True), 1))
+
+    async def compact_if_full(self) -> None:
+        sizes = [len(repr(m)) for m in self.messages]
+        if (len(repr(self.system)) + sum(sizes)) // 4 <= 0.85 * WINDOW or len(self.messages) < 2:
+            return
+        keep, total = len(self.messages), 0
+        for i in range(len(self.messages) - 1, -1, -1):
+            total += sizes[i]
+            if total > 0.25 * WINDOW * 4:
+                break
+            if self.messages[i].role.value != "tool":
+                keep = i
+        ask = Request(self.model, [self.system, *self.messages, Message.user(COMPACT_PROMPT)], tools=self.tools)
+        summary = (await self.client.complete(ask)).text
+        self.messages = [Message.user("[Summary]\n" + summary), *self.messages[keep:]]
+        self.compactions += 1
+
+
+@pytest.mark.timeout(900)
+def test_long_session_turns(benchmark: Any, figures: Figures) -> None:
+    """Per-turn milliseconds at the start and the end of a 300-turn session with 20 KB tool outputs, kernel vs plain."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="aosbl-", dir="/tmp") as tmp:
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(repo)
+        for i in range(50):
+            with open(os.path.join(repo, f"f{i}.txt"), "w") as f:
+                f.write(big_file(i))
+        twin = ProviderTwin(PROVIDER, api_key=KEY).start()
+        twin.record = False
+        twin.repeat(Turn(LongModel(repo)))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+        env.update({"ANTHROPIC_BASE_URL": twin.base_url, "ANTHROPIC_API_KEY": KEY})
+        kernel = KernelProcess(os.path.join(tmp, "k"), env=env,
+                               extra_args=["--grant-host", repo, "--health", "", "--idle-seconds", "3600"])
+        os.makedirs(kernel.data_dir)
+        kernel.start()
+        try:
+            async def main() -> None:
+                async with await Connection.open(kernel.address) as conn:
+                    admin = await conn.restore_kernel(kernel.admin_token)
+                    limits = Limits(enable_loop_detection=False, context_window=WINDOW)
+                    doc, start = build_world(coding_agent(PROVIDER), repo, PROVIDER, None, session="main",
+                                             task="turn 0", limits=limits)
+                    world, _ = await (await admin.worlds("bench-agent-long")).create(doc, {}, "long1", "long")
+                    ends: list[str] = []
+                    compactions: list[int] = []
+                    changed = asyncio.Event()
+
+                    async def on_record(seq: int, value: dict[str, Any]) -> None:
+                        value.pop("at", None)
+                        for event in transcript([record_from_value(value)], "main"):
+                            if event.kind == "context_compacted":
+                                compactions.append(len(ends))
+                            if event.kind in ("processing_end", "error", "session_end"):
+                                ends.append(event.kind)
+                                changed.set()
+
+                    async def kernel_turn(i: int) -> float:
+                        begin = time.perf_counter()
+                        await world.send(COMMAND, start if i == 0 else input_event("main", f"turn {i}"))
+                        while len(ends) < i + 1:
+                            changed.clear()
+                            await asyncio.wait_for(changed.wait(), 60)
+                        assert ends[i] == "processing_end", ends[-3:]
+                        return time.perf_counter() - begin
+
+                    plain = PlainCompactingAgent(twin.client(), start["config"])
+
+                    async def plain_turn(i: int) -> float:
+                        begin = time.perf_counter()
+                        assert await plain.turn(f"turn {i}") == FINAL
+                        return time.perf_counter() - begin
+
+                    subscription = await world.tail(0, on_record)
+                    kernel_times, plain_times = [], []
+                    for i in range(LONG_TURNS):
+                        pair = [kernel_turn, plain_turn] if i % 2 == 0 else [plain_turn, kernel_turn]
+                        times = {fn: await fn(i) for fn in pair}
+                        kernel_times.append(times[kernel_turn])
+                        plain_times.append(times[plain_turn])
+                    await subscription.cancel()
+                    out.update(kernel=kernel_times, plain=plain_times, compactions=compactions,
+                               plain_compactions=plain.compactions)
+                    await plain.client.close()
+
+            benchmark.pedantic(lambda: benchlib.run_client(main), rounds=1, iterations=1)
+        finally:
+            kernel.kill()
+            twin.stop()
+
+    assert out["compactions"] and out["plain_compactions"], "the session never reached the window"
+    ms = {name: [t * 1000 for t in out[name]] for name in ("kernel", "plain")}
+    first = {name: statistics.median(v[:EDGE]) for name, v in ms.items()}
+    last = {name: statistics.median(v[-EDGE:]) for name, v in ms.items()}
+    note = f"{LONG_TURNS} turns, {len(out['compactions'])} compactions"
+    figures.record("agent.long.plain.first", f"long session, plain loop, first {EDGE} turns", first["plain"],
+                   "ms/turn", note=note, benchmark=benchmark)
+    figures.record("agent.long.kernel.first", f"long session, kernel, first {EDGE} turns", first["kernel"],
+                   "ms/turn", baseline="agent.long.plain.first", paired=first["plain"], benchmark=benchmark)
+    figures.record("agent.long.plain.last", f"long session, plain loop, last {EDGE} turns", last["plain"],
+                   "ms/turn", benchmark=benchmark)
+    figures.record("agent.long.kernel.last", f"long session, kernel, last {EDGE} turns", last["kernel"],
+                   "ms/turn", baseline="agent.long.plain.last", paired=last["plain"], benchmark=benchmark)
+    figures.record("agent.long.kernel.growth", "long session, kernel last / first 20 turns",
+                   last["kernel"] / first["kernel"], "x", note="1.0 = flat", benchmark=benchmark)

@@ -7,6 +7,11 @@ derived records, output gate) costs on top of durable journaling. Events go
 in through ``World.sendBatch`` (200 events per call, 4 calls in flight), the
 bulk-ingress path; the single-event ``send`` rate is reported too.
 
+``test_native_cbor`` runs the same two workloads (one Python world, 100
+worlds) on two kernels side by side, one with cbor2 hidden from it (the pure
+Python codec, as before the native path) and one without, rounds
+interleaved: the ratio is what native decoding buys per event.
+
 Scale with ``AOS_BENCH_SCALE`` (the hibernated-world count included).
 """
 
@@ -210,3 +215,51 @@ def test_wake_latency_and_memory(benchmark: Any, figures: Figures) -> None:
                    benchmark=benchmark)
     figures.record("world.rss.10k", f"kernel RSS with {hibernated:,} hibernated worlds", out["hibernated_rss"] / 2**20,
                    "MiB", target=Target("value", "<=", 2048), benchmark=benchmark)
+
+
+@pytest.fixture(scope="module")
+def python_cbor_kernel() -> Iterator[KernelProcess]:
+    """A kernel whose ``import cbor2`` fails, so canonical CBOR runs on the pure Python codec."""
+    with tempfile.TemporaryDirectory(prefix="aosbc-", dir="/tmp") as path:
+        shim = os.path.join(path, "shim")
+        os.makedirs(shim)
+        with open(os.path.join(shim, "cbor2.py"), "w") as f:
+            f.write("raise ImportError('cbor2 hidden: the pure Python CBOR baseline')\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (shim, os.environ.get("PYTHONPATH")) if p))
+        proc = KernelProcess(os.path.join(path, "k"), env=env, extra_args=["--idle-seconds", "3600"])
+        os.makedirs(proc.data_dir)
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.kill()
+
+
+def test_native_cbor(benchmark: Any, figures: Figures, world_kernel: KernelProcess,
+                     python_cbor_kernel: KernelProcess) -> None:
+    """Events/s with native CBOR decoding vs the pure Python codec, one world and 100 worlds, same run."""
+    doc, wasm = counter_doc("python")
+    rates: dict[str, list[float]] = {}
+
+    def workload(kernel: KernelProcess, name: str) -> None:
+        async def main(admin: Any) -> None:
+            worlds_cap = await admin.worlds(f"bench-cbor-{time.monotonic_ns()}")
+            one = (await worlds_cap.create(doc, wasm))[0]
+            rates.setdefault(f"{name}.1", []).append(await _pump([one], int(20_000 * SCALE)))
+            many = [(await worlds_cap.create(doc, wasm))[0] for _ in range(100)]
+            rates.setdefault(f"{name}.100", []).append(await _pump(many, int(40_000 * SCALE)))
+
+        _run(kernel, main)
+
+    def rounds() -> None:
+        for kernel, name in ((python_cbor_kernel, "python"), (world_kernel, "native"),
+                             (world_kernel, "native"), (python_cbor_kernel, "python")):
+            workload(kernel, name)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    for n, label in (("1", "one python counter world"), ("100", "100 counter worlds")):
+        python, native = max(rates[f"python.{n}"]), max(rates[f"native.{n}"])
+        figures.record(f"world.cbor.python.{n}", f"{label}, pure Python CBOR", python, "events/s",
+                       benchmark=benchmark)
+        figures.record(f"world.cbor.native.{n}", f"{label}, native CBOR decoding", native, "events/s",
+                       baseline=f"world.cbor.python.{n}", paired=python, benchmark=benchmark)
