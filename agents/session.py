@@ -58,7 +58,7 @@ COMPACT_PROMPT = (
     "The conversation is about to outgrow your context window. Write a summary of it that lets you "
     "continue without the earlier messages: the user's task and instructions, what you have done and "
     "found (files, commands, results, decisions, errors), and what is left to do. It replaces the earlier "
-    "messages; the most recent ones are kept as they are. Answer with the summary only.")
+    "messages; the most recent ones are kept as they are. Do not call any tool: answer with the summary only.")
 AUTH_ERRORS = ("LLMAuthentication", "LLMAccessDenied")
 DEFAULT_LIMITS: dict[str, Any] = {
     "max_turns": 0, "max_tool_rounds_per_input": 0, "enable_loop_detection": True,
@@ -237,7 +237,9 @@ class _Step:
         st = self.st
         assert st is not None
         st["compacting"] = {"at": at}
-        st["llm"] = self.llm_call([{"role": "user", "content": COMPACT_PROMPT}], tool_choice={"mode": "none"})
+        # the tools stay in the request (some providers refuse tool calls in a history without them);
+        # the prompt asks for text only
+        st["llm"] = self.llm_call([{"role": "user", "content": COMPACT_PROMPT}])
 
     def compacted(self, summary: str) -> None:
         st = self.st
@@ -284,7 +286,7 @@ class _Step:
         st["sent"] = []
         resp = payload.get("response") or {}
         if st["compacting"] is not None:
-            return self.compacted(resp.get("text") or "")
+            return self.compacted(resp.get("text") or "(the model wrote no summary)")
         st["turns"] += 1
         text = resp.get("text") or ""
         calls = resp.get("tool_calls") or []

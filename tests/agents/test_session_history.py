@@ -116,14 +116,14 @@ def run_until_compaction(agent: AgentHarness) -> int:
 
 
 def test_compaction_is_a_summary_turn_near_the_window() -> None:
-    """Near 85% of the window the session asks the model for a summary, with the whole history and no tools."""
+    """Near 85% of the window the session asks the model for a summary, with the whole history and its tools."""
     agent = compacting_agent()
     rounds = run_until_compaction(agent)
     req = agent.last_request()
     assert len(outputs(req)) == rounds  # everything since the start, nothing dropped before
     used = history.chars(agent.state()["history"]) // 4
     assert 0.85 * 200_000 < used < 200_000
-    assert req["options"]["tool_choice"] == {"mode": "none"}
+    assert [t["name"] for t in req["tools"]] == [t["name"] for t in agent.start_value["config"]["tools"]]
 
 
 def test_the_summary_replaces_the_old_messages_and_names_them() -> None:
