@@ -152,6 +152,15 @@ class SchedulerSession:
             raise PermissionDenied(f"the introduction's token is for a {info.kind}, not a world")
         return WorldClient(cap.cast_as(WorldClient.interface), conn)
 
+    def follow(self, universe: str, world: str, timeout: float = 30.0) -> FollowingWorld:
+        """A ``WorldClient`` that follows the world when it moves or its host dies (see ``FollowingWorld``)."""
+        return FollowingWorld(self, universe, world, timeout)
+
+    def forget_host(self, address: str) -> None:
+        conn = self._hosts.pop(address, None)
+        if conn is not None:
+            conn.close()
+
     def close(self) -> None:
         self.conn.close()
         for conn in self._hosts.values():
@@ -163,6 +172,71 @@ class SchedulerSession:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+# calls that change nothing: repeating one after a lost connection is safe
+_READS = frozenset({"state", "cells", "journal", "read_raw", "describe", "grants", "workflows", "info"})
+
+
+class FollowingWorld:
+    """A world wherever it runs: every ``WorldClient`` method, re-introduced when the world moves.
+
+    A call refused because the world is not on that host any more (``WorldMoved``,
+    a token the host no longer knows, no live host yet) is made again on the host
+    the scheduler names now, until ``timeout``. A read is also repeated after a
+    lost connection (the host died); a write (``send``...) is not, since it may
+    have been journaled before the connection broke: that ``KernelUnavailable``
+    is the caller's to judge.
+    """
+
+    def __init__(self, session: SchedulerSession, universe: str, world: str, timeout: float = 30.0) -> None:
+        self.session = session
+        self.universe = universe
+        self.world = world
+        self.timeout = timeout
+        self._client: WorldClient | None = None
+        self.moves = 0  # how often it followed the world
+
+    async def _current(self) -> WorldClient:
+        if self._client is None:
+            self._client = await self.session.open_world(self.universe, self.world)
+        return self._client
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name.startswith("_") or not hasattr(WorldClient, name):
+            raise AttributeError(name)
+
+        async def call_following(*args: Any, **kwargs: Any) -> Any:
+            import asyncio
+
+            from aos.errors import InvalidToken, KernelUnavailable, WorldMoved
+            from aos.kernel.scheduler.errors import HostUnavailable
+
+            retry: tuple[type[BaseException], ...] = (WorldMoved, InvalidToken, HostUnavailable)
+            if name in _READS:
+                retry += (KernelUnavailable,)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout
+            while True:
+                try:
+                    # reaching the world sends nothing: any failure here is safe to try again
+                    client = await self._current()
+                except (*retry, KernelUnavailable):
+                    if loop.time() >= deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+                    continue
+                try:
+                    return await getattr(client, name)(*args, **kwargs)
+                except retry:
+                    if loop.time() >= deadline:
+                        raise
+                    self.session.forget_host(client.conn.address)
+                    self._client = None
+                    self.moves += 1
+                    await asyncio.sleep(0.05)
+
+        return call_following
 
 
 # so Connection.restore_with_info (the CLI, aos-shell) knows what a scheduler's tokens restore

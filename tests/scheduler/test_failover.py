@@ -203,3 +203,32 @@ def test_a_stopping_host_hands_its_worlds_over_first(shared_cluster: LocalCluste
             return await until(lambda: _away(s, "d1", "host3", 3))  # type: ignore[no-any-return]
 
     assert run(served())[1] == 3
+
+
+def test_a_following_client_keeps_working_through_a_move_and_a_failover(shared_cluster: LocalCluster) -> None:
+    """One FollowingWorld handle sends and reads across a move and the SIGKILL of the world's host."""
+    doc, wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
+
+    async def main() -> tuple[Any, ...]:
+        async with await SchedulerSession.open(shared_cluster.scheduler.address,
+                                               shared_cluster.scheduler.admin_token) as s:
+            await until(lambda: _hosts(s, 3))
+            await s.scheduler.create_universe("u")
+            placement, _ = await (await s.universe("u")).create_world(doc, wasm, "fw")
+            world = s.follow("u", "fw", timeout=60)
+            await world.send("demo/CounterEvent@1", {"by": 1})
+            target = next(h for h in ("host0", "host1", "host2") if h != placement["hostId"])
+            await s.scheduler.move("u", "fw", target)
+            await world.send("demo/CounterEvent@1", {"by": 1})  # lands on the new host
+            where = await (await s.universe("u")).where("fw")
+            shared_cluster.kernels[int(target.removeprefix("host"))].kill()
+            count = await world.state("demo/counter@1")  # a read waits out the failover
+            await world.send("demo/CounterEvent@1", {"by": 1})
+            final = await world.state("demo/counter@1")
+            after = await (await s.universe("u")).where("fw")
+            return where["hostId"], target, count, final, after["hostId"], world.moves
+
+    moved_to, target, count, final, after, moves = run(main())
+    assert moved_to == target
+    assert count == {"count": 2} and final == {"count": 3}
+    assert after != target and moves >= 1
