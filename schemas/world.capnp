@@ -53,7 +53,7 @@ interface Worlds extends(Caps.Held) {
   # PermissionDenied. Reads (list, state, journal, tail, describe, grants,
   # effects) work. A read-only capability stays read-only.
 
-  release @7 (worldId :Text) -> (placement :Placement);
+  release @7 (worldId :Text) -> (placement :WorldLocation);
   # Hand a world over (a kernel on shared storage, `aos-kernel --storage`):
   # stop taking its inputs, let its commits finish, stop its running effects
   # (their intents stay open and restart with the same idempotency keys
@@ -64,7 +64,7 @@ interface Worlds extends(Caps.Held) {
   # Errors: UnknownWorld, WorldMoved, InvalidArgument (an embedded kernel has
   # nowhere to release to), StorageUnavailable, PermissionDenied (read-only).
 
-  acquire @8 (worldId :Text, takeOver :Bool) -> (info :WorldInfo, placement :Placement);
+  acquire @8 (worldId :Text, takeOver :Bool) -> (info :WorldInfo, placement :WorldLocation);
   # Take a world on shared storage and wake it here. A released world takes
   # two requests. One another kernel holds without having released it (a
   # dead host's) is taken only with `takeOver`, which fences that kernel's
@@ -79,7 +79,7 @@ interface Worlds extends(Caps.Held) {
   # Fenced, StorageUnavailable, PermissionDenied (read-only).
 }
 
-struct Placement {
+struct WorldLocation {
   # Where a world lives on shared storage: its head's owner.
   host @0 :Text;       # the holding kernel's host id; "" = released (nobody holds it)
   address @1 :Text;    # where that kernel listens, as it says in the head

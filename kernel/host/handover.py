@@ -73,7 +73,7 @@ class Tombstone:
 
 
 def placement(head: WorldHead | None, previous: str | None = None) -> dict[str, Any]:
-    """A head as the wire's ``Placement``."""
+    """A head as the wire's ``WorldLocation``."""
     if head is None:
         return {"host": "", "address": "", "epoch": 0, "previous": previous or "", "journalHeight": 0}
     return {"host": head.owner or "", "address": head.address or "", "epoch": head.epoch,

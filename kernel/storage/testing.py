@@ -12,6 +12,10 @@ then stores the object in separate steps without a lock (moto/s3/responses.py
 S3 itself never allows. The fencing protocol relies on that atomicity, so
 this server applies mutating requests one at a time: the race tests then test
 our protocol, not moto's check-then-act window.
+
+It also counts the requests it serves by HTTP method (``requests()``, from
+``GET /_aos/requests``, a path no bucket can have), so a benchmark can say
+what another process, a kernel, cost in S3 requests.
 """
 
 from __future__ import annotations
@@ -90,6 +94,15 @@ class MotoServer:
             "AWS_SHARED_CREDENTIALS_FILE": none,
         }
 
+    def requests(self) -> dict[str, int]:
+        """Requests served so far by HTTP method (every client of this server)."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/_aos/requests", timeout=10) as response:
+            counts: dict[str, int] = json.loads(response.read())
+        return counts
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -138,10 +151,22 @@ AWS_VARIABLES_TO_CLEAR = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 
 
 def _atomic_writes(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Apply PUT/POST/DELETE requests one at a time, as S3 applies conditional writes atomically."""
+    """Apply PUT/POST/DELETE requests one at a time, as S3 applies conditional writes atomically; count them all."""
+    import json
+    from collections import Counter
+
     lock = threading.Lock()
+    counted: Counter[str] = Counter()
+    counting = threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/_aos/requests":
+            with counting:
+                body = json.dumps(dict(counted)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        with counting:
+            counted[str(environ.get("REQUEST_METHOD"))] += 1
         if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
             with lock:
                 return list(app(environ, start_response))
