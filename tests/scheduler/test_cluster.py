@@ -151,3 +151,39 @@ def test_a_universe_capability_reaches_only_its_universe(cluster: LocalCluster) 
     universe, state = run(main())
     assert universe == "a"
     assert state == {"count": 1}
+
+
+def test_bad_requests_get_typed_errors_and_leave_the_scheduler_serving(cluster: LocalCluster) -> None:
+    """Bad ids, duplicates, unknown universes, forged tokens and bad manifests are typed errors; nothing is left half made."""
+    from aos.errors import InvalidArgument, InvalidToken
+    from aos.kernel.scheduler.errors import UniverseExists, UnknownUniverse
+    from aos.kernel.world.errors import ManifestError
+
+    doc, wasm = counter()
+
+    async def main() -> dict[str, Any]:
+        async with await session_of(cluster) as s:
+            await wait_hosts(s, 2)
+            with pytest.raises(InvalidArgument):
+                await s.scheduler.create_universe("bad/id")
+            await s.scheduler.create_universe("u")
+            with pytest.raises(UniverseExists):
+                await s.scheduler.create_universe("u")
+            with pytest.raises(UnknownUniverse):
+                await s.scheduler.universe("nope")
+            u = await s.universe("u")
+            with pytest.raises(ManifestError):
+                await u.create_world({"name": "broken", "schemas": "not a map"}, {}, "bad")
+            with pytest.raises(InvalidArgument):
+                await u.create_world(doc, wasm, "x" * 101)
+            with pytest.raises(InvalidArgument):
+                await u.create_world(doc, wasm, "ok", labels={"bad key": "v"})
+            await u.create_world(doc, wasm, "ok")
+            with pytest.raises(InvalidArgument):
+                await u.create_world(doc, wasm, "ok")  # taken
+            with pytest.raises(InvalidToken):
+                await s.conn.restore("aos1_" + "A" * 43)
+            return await u.info()
+
+    info = run(main())
+    assert info["worlds"] == 1  # the refused creations were not counted
