@@ -26,8 +26,8 @@ Limits (the ``compile`` grant may lower or raise them): wall time
 (``timeout_s``, default 30 s; the whole process group is killed), address
 space (``memory_mb``, RLIMIT_AS, default 1024), CPU time, size of any file
 written (RLIMIT_FSIZE = ``max_output_bytes``, default 8 MiB), processes,
-total source size (``max_source_bytes``, default 1 MiB), and the
-diagnostics kept (64 KiB).
+total source size (``max_source_bytes``, default 1 MiB), the diagnostics
+kept (64 KiB), and two compiles at a time per kernel.
 
 The receipt is ``ok`` either way: ``{ok: true, wasm, size, diagnostics}``
 or ``{ok: false, diagnostics}`` (the compiler's messages with job paths
@@ -58,6 +58,7 @@ DEFAULT_SOURCE_BYTES = 1 << 20
 DEFAULT_OUTPUT_BYTES = 8 << 20
 MAX_DIAGNOSTICS = 64 * 1024
 MAX_FILES = 64
+MAX_CONCURRENT = 2  # compiles at once per kernel; more wait their turn (each may take a CPU for timeout_s)
 NOBODY = 65534
 HEADER = "aos_wf.h"
 C_FLAGS = ("--target=wasm32", "-nostdlib", "-nostdinc", "-fno-builtin", "-ffreestanding", "-Wall",
@@ -103,8 +104,15 @@ class CompileAdapter:
         self.isolate = can_isolate() if isolate is None else (isolate and can_isolate())
         self.allow_unconfined = (os.environ.get("AOS_COMPILE_UNCONFINED") == "1" if allow_unconfined is None
                                  else allow_unconfined)
+        self._slots: asyncio.Semaphore | None = None
 
     async def run(self, call: EffectCall, emit_frame: FrameSink) -> Receipt:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        async with self._slots:
+            return await self._run(call)
+
+    async def _run(self, call: EffectCall) -> Receipt:
         p, g = call.params, call.grant
         language = p.get("language")
         if language not in LANGUAGES:

@@ -6,6 +6,8 @@
     aos journal ls
     aos world ...                 hosted worlds (aos/cli_world.py)
     aos agent run TASK [--repo R] [--twin]   aos agent replay SESSION   (aos/cli_agent.py)
+    aos world propose|shadow|approve|reject|apply|rollback|history|manifest ID ...   (aos/cli_governance.py)
+    aos demiurge WORLD TASK [--grant KIND] [--twin]   the Demiurge (aos/cli_demiurge.py)
     aos console [--listen H:P]    the web console (aos/console: prints a one-time login link)
     aos demo                      start a kernel on embedded defaults and show it working
 

@@ -139,6 +139,7 @@ def _line(record: dict[str, Any]) -> str:
         "trap": lambda r: f"{_origin(r['origin'])}: {r['code']}: {r['message']}",
         "state": lambda r: ", ".join(f"{c[0]}{'' if c[1] is None else '[' + json.dumps(c[1]) + ']'}" for c in r["changes"]) or "-",
         "snapshot": lambda r: r["snapshot_hash"],
+        "governance": lambda r: " ".join(str(x) for x in (r["op"], r["proposal"], r["body"].get("manifest", "")) if x),
         "domain_event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
     }.get(kind, lambda r: "")
     return f"{record['at']:>8}  {kind:<15} {detail(record)[:160]}"
