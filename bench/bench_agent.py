@@ -33,6 +33,8 @@ from typing import Any
 import benchlib
 import pytest
 from aos.adapters.llm import Client, Message, Request, ToolDefinition
+from aos.adapters.llm.streaming import stream
+from aos.adapters.llm.tools import Tool
 from aos.adapters.llm.testing import ModelTurn, ProviderTwin, ScriptedCall, Turn
 from aos.agents import (
     COMMAND,
@@ -45,7 +47,7 @@ from aos.agents import (
 from aos.agents.session import COMPACT_PROMPT
 from aos.kernel.client import Connection
 from aos.kernel.world.records import record_from_value
-from benchlib import Figures
+from benchlib import Figures, Target
 
 from aos.testing import KernelProcess
 
@@ -78,10 +80,12 @@ class Model:
 
 
 class PlainAgent:
-    """The same turn in a plain loop: call the twin, run both tools, call it again."""
+    """The same turn in a plain loop: call the twin, run both tools, call it again. With ``streaming`` it
+    streams each call (as the session's ``llm.generate`` does) instead of ``Client.complete``."""
 
-    def __init__(self, client: Client, config: dict[str, Any]) -> None:
+    def __init__(self, client: Client, config: dict[str, Any], streaming: bool = False) -> None:
         self.client = client
+        self.streaming = streaming
         self.model = config["model"]
         self.tools = [ToolDefinition(t["name"], t["description"], t["parameters"]) for t in config["tools"]]
         self.messages = [Message.system(config["system"])]
@@ -89,7 +93,7 @@ class PlainAgent:
     async def turn(self, text: str) -> str:
         self.messages.append(Message.user(text))
         while True:
-            response = await self.client.complete(Request(self.model, list(self.messages), tools=self.tools))
+            response = await self.call(list(self.messages))
             self.messages.append(response.message)
             calls = response.tool_calls
             if not calls:
@@ -97,6 +101,15 @@ class PlainAgent:
             outputs = await asyncio.gather(*(self.run_tool(call.name, call.arguments) for call in calls))
             for call, output in zip(calls, outputs):
                 self.messages.append(Message.tool_result(call.id, output))
+
+    async def call(self, messages: list[Message]) -> Any:
+        if not self.streaming:
+            return await self.client.complete(Request(self.model, messages, tools=self.tools))
+        tools = [Tool(t.name, t.description, t.parameters) for t in self.tools]  # as the kernel's adapter does
+        result = stream(self.model, messages=messages, tools=tools, client=self.client, max_tool_rounds=0)
+        async for _ in result:
+            pass
+        return await result.response()
 
     async def run_tool(self, name: str, arguments: Any) -> str:
         if name == "read_file":
@@ -153,6 +166,7 @@ def test_agent_turn_overhead(benchmark: Any, figures: Figures) -> None:
                         assert ends[count - 1] == "processing_end", ends
 
                     plain = PlainAgent(twin.client(), start["config"])
+                    streamed = PlainAgent(twin.client(), start["config"], streaming=True)
                     subscription = await world.tail(0, on_record)
                     clock = time.perf_counter
 
@@ -170,17 +184,29 @@ def test_agent_turn_overhead(benchmark: Any, figures: Figures) -> None:
                         assert await plain.turn(f"turn {i}") == FINAL
                         return clock() - begin
 
-                    kernel_times, plain_times = [], []
-                    cpu_start = 0.0
+                    async def streamed_turn(i: int) -> float:
+                        begin = clock()
+                        assert await streamed.turn(f"turn {i}") == FINAL
+                        return clock() - begin
+
+                    kernel_times, plain_times, streamed_times = [], [], []
+                    kernel_cpu = 0.0
                     for i in range(WARMUP + TURNS):
-                        if i == WARMUP:
-                            cpu_start = benchlib.process_cpu(kernel.proc.pid)
-                        pair = [kernel_turn, plain_turn] if i % 2 == 0 else [plain_turn, kernel_turn]
-                        times = {fn: await fn(i) for fn in pair}
+                        order = [kernel_turn, plain_turn, streamed_turn]
+                        order = order[i % 3:] + order[:i % 3]  # each goes first in turn
+                        times = {}
+                        for fn in order:
+                            cpu = benchlib.process_cpu(kernel.proc.pid)
+                            times[fn] = await fn(i)
+                            if fn is kernel_turn and i >= WARMUP:
+                                kernel_cpu += benchlib.process_cpu(kernel.proc.pid) - cpu
                         if i >= WARMUP:
                             kernel_times.append(times[kernel_turn])
                             plain_times.append(times[plain_turn])
-                    out["kernel_cpu"] = (benchlib.process_cpu(kernel.proc.pid) - cpu_start) / TURNS
+                            streamed_times.append(times[streamed_turn])
+                    out["kernel_cpu"] = kernel_cpu / TURNS
+                    out["streamed"] = streamed_times
+                    await streamed.client.close()
                     await subscription.cancel()
                     records, next_seq = await world.read_raw(0, 0)
                     while len(records) < next_seq:
@@ -205,7 +231,13 @@ def test_agent_turn_overhead(benchmark: Any, figures: Figures) -> None:
     figures.record("agent.turn.plain", "agent turn in a plain Python loop (2 LLM calls, 2 tools)", plain_ms,
                    "ms/turn", benchmark=benchmark)
     figures.record("agent.turn.kernel", "agent turn through a kernel session world, journaled", kernel_ms,
-                   "ms/turn", baseline="agent.turn.plain", paired=plain_ms, benchmark=benchmark)
+                   "ms/turn", baseline="agent.turn.plain", paired=plain_ms, target=Target("ratio", "<=", 2),
+                   benchmark=benchmark)
+    streamed_ms = statistics.median(out["streamed"]) * 1000
+    figures.record("agent.turn.plain_stream", "agent turn in a plain loop that streams its LLM calls", streamed_ms,
+                   "ms/turn", benchmark=benchmark)
+    figures.record("agent.turn.kernel.vs_stream", "agent turn through a kernel world vs the streaming plain loop",
+                   kernel_ms, "ms/turn", baseline="agent.turn.plain_stream", paired=streamed_ms, benchmark=benchmark)
     early, late = out["kernel"][:10], out["kernel"][-10:]
     growth = (statistics.median(late) - statistics.median(early)) * 1000 / max(1, TURNS - 10)
     figures.record("agent.turn.kernel.growth", "kernel turn time added per earlier turn in the session",
