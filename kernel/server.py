@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aos.kernel")
 # kernel/storage/hosting.py META_HOST, named here so an embedded kernel never imports boto3
 _SHARED_MARK = b"storage.host"
+COMMIT_LINGER = 0.02  # seconds a busy turn may wait for its callers on shared storage
 
 ADMIN_TOKEN_FILE = "admin.token"
 # Room for one maximal Data payload plus framing, in 8-byte words.
@@ -100,7 +101,10 @@ class KernelServer:
             writer = self.storage.write
         else:
             self._refuse_shared_directory()
-        self._committer = GroupCommitter(self._store, on_fatal=lambda exc: self.fatal.set(), writer=writer)
+        # on S3 a turn is a billed request: let busy turns fill (kernel/store.py GroupCommitter linger)
+        linger = COMMIT_LINGER if self.storage is not None else 0.0
+        self._committer = GroupCommitter(self._store, on_fatal=lambda exc: self.fatal.set(), writer=writer,
+                                         linger=linger)
         if self.storage is not None:
             self.storage.committer = self._committer
         self._committer.start()
