@@ -148,6 +148,7 @@ class HostStorage:
 
         Blocking (S3 requests); called once before the kernel's services exist.
         """
+        logging.getLogger("botocore").setLevel(logging.WARNING)  # "found credentials in ..." on every start
         self.objects = self.config.open(self.counter)
         self.logs = ObjectLogs(self.objects)
         raw = self.store.get("meta", META_HOST)
