@@ -2,7 +2,8 @@
 
 Start-up mistakes (a port in use, a TLS file that is missing or not PEM, a bad
 ``--health`` address, a ``--grant-host`` directory that does not exist, a data
-directory another kernel holds) are one line on stderr, ``aos-kernel: ...``,
+directory another kernel holds, a bad or unreachable ``--storage``, a data
+directory of another host or storage) are one line on stderr, ``aos-kernel: ...``,
 and exit status 1: the options are checked before anything starts, and what
 only binding can tell is reported the same way.
 """

@@ -45,6 +45,13 @@ enum ErrorCode {
   internal @12;         # a kernel bug; the kernel logs details, the caller gets an id
   # Limits per connection (calls in flight, subscriptions, uploads; see docs/security.md).
   resourceExhausted @13;
+  # Shared storage (aos-kernel --storage; docs/storage.md).
+  worldMoved @14;         # the world is not on this kernel any more (released, or held by another
+                          # kernel: the message names its host and address); an UnknownWorld
+  storage @15;            # the object store refused a request (bad bucket, credentials, a corrupt object)
+  storageUnavailable @16; # the object store could not be reached or kept failing; a write's outcome is unknown
+  fenced @17;             # a newer writer fenced this kernel's log: it stops acknowledging
+  ownershipLost @18;      # the world's head names another owner
 }
 # Wire names are the enumerant names with the first letter upper-cased,
 # e.g. `aos.StaleEpoch: ...`.

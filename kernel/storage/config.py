@@ -1,7 +1,7 @@
 """Where shared storage lives: ``s3://BUCKET/PREFIX`` or ``file:///PATH``.
 
-Only the location is AOS configuration (``--storage`` later, ``AOS_STORAGE``
-now). How to reach S3 (endpoint, region, credentials, retries) is boto3's
+Only the location is AOS configuration (``aos-kernel --storage``, or
+``AOS_STORAGE``). How to reach S3 (endpoint, region, credentials, retries) is boto3's
 standard chain: ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws/config``. So one kernel
 binary runs on AWS S3, R2, MinIO or a test server unchanged.
