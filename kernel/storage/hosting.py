@@ -420,7 +420,13 @@ class HostStorage:
                     pass
             with self._lock:
                 cut = own.cut(self.log.next_seq)
-            head = self.heads.flush(own, cut, release=True, lock=self._lock)
+            try:
+                head = self.heads.flush(own, cut, release=True, lock=self._lock)
+            except OwnershipLost as exc:  # taken meanwhile: our log is fenced, stop as a checkpoint would
+                log.critical("event=world_taken world=%s error=%r", world, str(exc)[:200])
+                if self.on_lost is not None:
+                    self.on_lost(exc)
+                raise
             self.drop_local(universe, world, extra)
             return head
 
