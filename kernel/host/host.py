@@ -90,12 +90,6 @@ class WorldHost:
             from aos.kernel.host.handover import HandOver
 
             self.handover = HandOver(self, services.storage)
-        # on shared storage (aos-kernel --storage): ownership, release and acquire (kernel/host/handover.py)
-        self.handover: HandOver | None = None
-        if services.storage is not None:
-            from aos.kernel.host.handover import HandOver
-
-            self.handover = HandOver(self, services.storage)
         # events and receipts journaled per universe since start (kernel/metrics.py, Kernel.universes)
         self.events: Counter[str] = Counter()
         self.receipts: Counter[str] = Counter()
@@ -169,8 +163,6 @@ class WorldHost:
 
     async def _genesis(self, meta: WorldMeta, world: World) -> WorldMeta:
         """Store the starting snapshot and journal its marker as record 0."""
-        if self.handover is not None:
-            await self.handover.claim(meta.universe, meta.world_id)  # its head first: one creator per world id
         if self.handover is not None:
             await self.handover.claim(meta.universe, meta.world_id)  # its head first: one creator per world id
         snapshot = world.snapshot()
@@ -564,8 +556,6 @@ class WorldHost:
                 driver = await self.driver(universe, world_id)
             except WorldQuarantined:
                 return  # the mail stays queued until an operator releases the world
-            except UnknownWorld:
-                return  # being handed over (WorldMoved): the mail goes with the world
             except UnknownWorld:
                 return  # being handed over (WorldMoved): the mail goes with the world
             pending = []
