@@ -198,9 +198,11 @@ proposal, fix the patch and propose again; 4. approve_patch; 5. apply_proposal; 
 event if you may, read the state). rollback_manifest undoes a change. A patch cannot touch governance or
 universe grants, and a module it adds must already be in CAS (compile it first).
 
-Patch format: {{"ops": [{{"op": "add", "section": "schemas", "name": "demo/X@1", "value": {{"record": {{"n": "int"}}}}}},
+Patch format: {{"ops": [{{"op": "add", "section": "schemas", "name": "demo/X@1",
+"value": {{"record": {{"n": "int"}}}}}},
 {{"op": "add", "section": "modules", "name": "demo/x_wasm@1", "value": {{"runtime": "wasm", "hash": "sha256:..."}}}},
-{{"op": "add", "section": "workflows", "name": "demo/x@1", "value": {{"module": "demo/x_wasm@1", "state": "demo/XState@1",
+{{"op": "add", "section": "workflows", "name": "demo/x@1", "value": {{"module": "demo/x_wasm@1",
+"state": "demo/XState@1",
 "event": "demo/XEvent@1"}}}}, {{"op": "add", "section": "routing", "value": {{"event": "demo/XEvent@1",
 "workflow": "demo/x@1"}}}}]}}. Types: "int", "nat", "text", "bool", "bytes", {{"record": {{...}}}},
 {{"option": T}}, {{"list": T}}, {{"map": T}}, {{"enum": [...]}}, {{"ref": "name"}}. A route's event must be its

@@ -160,7 +160,8 @@ def governance_lines(world: str, result: dict[str, Any]) -> list[str]:
         add(f"world {h['world']} runs manifest {h['manifest']}")
         for p in h["proposals"]:
             shadow = p.get("shadow") or {}
-            ran = "" if not shadow else f", shadow {'ok' if shadow.get('ok') else str(shadow.get('problems')) + ' problem(s)'}"
+            verdict = "ok" if shadow.get("ok") else f"{shadow.get('problems')} problem(s)"
+            ran = f", shadow {verdict}" if shadow else ""
             add(f"  {p['id']:<5} {p['status']:<9} {'; '.join(p['summary'][:3])}{ran}  ({p['reason'] or 'no reason'})")
         for c in h["history"]:
             add(f"  {c['op']:<8} {c['proposal'] or '-':<5} {c['before'][:19]}... -> {c['after'][:19]}... "

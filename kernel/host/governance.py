@@ -130,7 +130,7 @@ class Governance:
             body = {"base": world.manifest_hash, "manifest": manifest.hash, "address": address,
                     "patch": patch.to_value(), "summary": diff.lines()[:64], "by": by,
                     "reason": (reason or patch.reason)[:2000]}
-            await self._submit(driver, GovernanceRecord("propose", proposal, body, _stamp()))
+            await self._submit(universe, world_id, GovernanceRecord("propose", proposal, body, _stamp()))
             return {"proposal": proposal, "status": "proposed", "base": body["base"],
                     "manifest": manifest.hash, "address": address, "diff": diff.to_value(),
                     "grants": grant_changes(diff, driver.world.manifest, manifest)}
@@ -162,7 +162,7 @@ class Governance:
             address = await self.host.services.cas.put(universe, cbor.encode(report))
             body = {"base": world.manifest_hash, "report": address, "ok": report["ok"],
                     "problems": len(report["problems"]), "events": report["events"]}
-            await self._submit(driver, GovernanceRecord("shadow", p.id, body, _stamp()))
+            await self._submit(universe, world_id, GovernanceRecord("shadow", p.id, body, _stamp()))
             report["report"] = address
             return report
 
@@ -170,9 +170,10 @@ class Governance:
                      reason: str = "") -> dict[str, Any]:
         """Approve (only after a shadow run that found nothing) or reject a proposal."""
         async with self._lock(universe, world_id):
-            driver = await self.host.driver(universe, world_id)
             op = "approve" if approve else "reject"
-            await self._submit(driver, GovernanceRecord(op, proposal, {"by": by, "reason": reason[:2000]}, _stamp()))
+            body = {"by": by, "reason": reason[:2000]}
+            await self._submit(universe, world_id, GovernanceRecord(op, proposal, body, _stamp()))
+            driver = await self.host.driver(universe, world_id)
             return {"proposal": proposal, "status": driver.world.governance.get(proposal).status}
 
     async def apply(self, universe: str, world_id: str, proposal: str, by: str = "client") -> dict[str, Any]:
@@ -216,7 +217,7 @@ class Governance:
                 "prev_address": current_address(driver), "by": by}
         if reason:
             body["reason"] = reason[:2000]
-        seq = await self._submit(driver, GovernanceRecord(op, proposal, body, _stamp()))
+        seq = await self._submit(universe, world_id, GovernanceRecord(op, proposal, body, _stamp()))
         # the registry names the manifest of the latest snapshot: take one on the new manifest now
         await self.host.snapshot(universe, world_id)
         return {"op": op, "proposal": proposal, "before": before, "manifest": manifest_hash, "address": address,
@@ -261,7 +262,9 @@ class Governance:
             at += len(raws)
         return found[-count:]
 
-    async def _submit(self, driver: WorldDriver, record: GovernanceRecord) -> int:
+    async def _submit(self, universe: str, world_id: str, record: GovernanceRecord) -> int:
+        # the driver again: it may have hibernated while this step awaited CAS (a new one wakes the same state)
+        driver = await self.host.driver(universe, world_id)
         bad = driver.world.check_governance(record)
         if bad is not None:
             raise bad

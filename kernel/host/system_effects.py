@@ -183,7 +183,8 @@ async def _overview(c: _Call, world_id: str) -> dict[str, Any]:
                     for n, d in sorted(m.modules.items())},
         "schemas": sorted(m.schemas), "effects": sorted(m.effects),
         "routing": [r.canonical() for r in m.routing],
-        "grants": [{"name": n, "cap": cap, "active": active} for n, cap, _, active in host.grants(c.universe, world_id)],
+        "grants": [{"name": n, "cap": cap, "active": active}
+                   for n, cap, _, active in host.grants(c.universe, world_id)],
         "governance": {"proposals": {s: sum(1 for p in gov.proposals.values() if p.status == s)
                                      for s in ("proposed", "shadowed", "approved", "rejected", "applied")},
                        "changes": len(gov.history)},

@@ -203,7 +203,8 @@ def apply_patch(doc: Mapping[str, Any], patch: Patch) -> dict[str, Any]:
                        and r.get("workflow") == o.value["workflow"]), None)
             if o.op == "add":
                 if at is not None:
-                    raise PatchRejected(f"{path}: route {o.value['event']} -> {o.value['workflow']} exists (replace it)")
+                    raise PatchRejected(f"{path}: route {o.value['event']} -> {o.value['workflow']} exists "
+                                        "(replace it)")
                 routes.append(copy.deepcopy(o.value))
             elif at is None:
                 raise PatchRejected(f"{path}: no route {o.value['event']} -> {o.value['workflow']} to {o.op}")
@@ -260,7 +261,7 @@ class ManifestDiff:
                         self.routes_removed, self.secrets_added, self.secrets_removed))
 
     def names(self, section: str) -> set[str]:
-        return set(self.added.get(section, ())) | set(self.removed.get(section, ())) | set(self.changed.get(section, ()))
+        return {*self.added.get(section, ()), *self.removed.get(section, ()), *self.changed.get(section, ())}
 
     def lines(self) -> list[str]:
         out = []
@@ -313,7 +314,8 @@ def grant_changes(diff: ManifestDiff, old: Manifest, new: Manifest) -> dict[str,
     return {
         "added": [show(new.grants[n]) for n in diff.added.get("grants", ())],
         "dropped": [show(old.grants[n]) for n in diff.removed.get("grants", ())],
-        "changed": [{"before": show(old.grants[n]), "after": show(new.grants[n])} for n in diff.changed.get("grants", ())],
+        "changed": [{"before": show(old.grants[n]), "after": show(new.grants[n])}
+                    for n in diff.changed.get("grants", ())],
     }
 
 
@@ -583,7 +585,8 @@ def shadow(world: World, patched: Manifest, patched_runtimes: Mapping[str, Workf
 
 def _compare_step(ev: EventRecord, before: Any, after: Any, report: dict[str, Any]) -> None:
     old_records = before.records if before is not None else ()
-    old_traps = {(r.origin.workflow, cbor.encode(r.origin.key), r.code) for r in old_records if isinstance(r, TrapRecord)}
+    old_traps = {(r.origin.workflow, cbor.encode(r.origin.key), r.code) for r in old_records
+                 if isinstance(r, TrapRecord)}
     old_refused = {(r.origin.workflow, r.effect, cbor.encode(r.params)) for r in old_records
                    if isinstance(r, EffectRejectedRecord)}
     old_intents = {(r.origin.workflow, r.effect, cbor.encode(r.params)) for r in old_records

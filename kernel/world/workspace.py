@@ -74,7 +74,8 @@ class Tree:
     def decode(cls, data: bytes) -> Tree:
         v = _object(data, "tree")
         files = v.get("files")
-        if not isinstance(files, dict) or not all(isinstance(k, str) and cbor.is_hash_text(h) for k, h in files.items()):
+        if not isinstance(files, dict) or not all(isinstance(k, str) and cbor.is_hash_text(h)
+                                                  for k, h in files.items()):
             raise WorkspaceError("malformed tree object")
         return cls(dict(files))
 

@@ -124,3 +124,28 @@ def test_without_a_grant_it_can_only_read_and_says_so(dk):
             return (await world.governance())["proposals"]
 
     assert [p["id"] for p in run(proposals())] == ["p1"]  # only the setup's: nothing was proposed
+
+
+def test_aos_shell_reaches_the_demiurge_from_inside_a_world(dk):
+    """In aos-shell, ``demiurge TEXT`` inside a world asks its Demiurge and shows the answer it built from a read."""
+    import os
+    import subprocess
+    import sys
+
+    _setup(dk)
+
+    def policy(conv: Conversation):
+        if conv.last("read_state") is None:
+            return [call("read_state", workflow="demo/counter@1")]
+        return f"demo/counter@1 holds {conv.last('read_state').json()['state']['count']}"
+
+    dk.think(policy)
+    done = subprocess.run([sys.executable, "-m", "aos.shell", "--connect", dk.kernel.address, "--token-file",
+                           dk.kernel.token_path, "--universe", UNIVERSE, "-c",
+                           "world counter; demiurge how much does the counter hold?"],
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "made dm-counter, the Demiurge of counter (grants: none: it reads)" in done.stdout
+    assert "> read_state" in done.stdout and "demo/counter@1 holds 9" in done.stdout
+    assert dk.brain.errors == []
