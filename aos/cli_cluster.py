@@ -310,7 +310,9 @@ async def _session(args: argparse.Namespace) -> Any:
     if not address:
         state = read_state(args)
         leader = next((s for s in state["schedulers"] if alive(s["pid"])), state["schedulers"][0])
-        address = leader["address"]
+        # all of them, live ones first: the session turns to another if this one dies or stands by
+        others = [s["address"] for s in state["schedulers"] if s is not leader]
+        address = ",".join([leader["address"], *others])
         token_file = token_file or leader["token"]
     if not token_file:
         raise InvalidArgument("--token-file FILE: a token of the scheduler at " + address)

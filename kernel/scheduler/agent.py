@@ -73,8 +73,9 @@ class AgentConfig:
 
 def add_options(parser: Any) -> None:
     """``aos-kernel``'s cluster options."""
-    parser.add_argument("--scheduler", metavar="ADDR",
-                        help="join the cluster of the aos-scheduler at ADDR (tcp:HOST:PORT or unix:PATH)")
+    parser.add_argument("--scheduler", metavar="ADDR", action="append",
+                        help="join the cluster of the aos-scheduler at ADDR (tcp:HOST:PORT or unix:PATH); "
+                             "several (comma-separated or repeated): whichever leads")
     parser.add_argument("--scheduler-token", metavar="FILE",
                         help="a token for that scheduler (default: $AOS_SCHEDULER_TOKEN_FILE)")
     parser.add_argument("--capacity", type=float, default=100.0,
@@ -105,7 +106,10 @@ def config_from(args: Any) -> AgentConfig | None:
         raise InvalidArgument(f"--capacity {args.capacity:g}: use 0 or more")
     if args.drain_on_stop < 0:
         raise InvalidArgument(f"--drain-on-stop {args.drain_on_stop:g}: use 0 or more seconds")
-    return AgentConfig(args.scheduler, token, args.capacity, parse_labels(args.label), args.advertise,
+    from aos.kernel.scheduler.client import scheduler_addresses
+
+    return AgentConfig(",".join(scheduler_addresses(args.scheduler)), token, args.capacity,
+                       parse_labels(args.label), args.advertise,
                        drain_on_stop=args.drain_on_stop)
 
 
@@ -226,7 +230,8 @@ class HostAgent:
                   "storage": self.storage_url, "health": self.server.health.address if self.server.health else ""}
         session = await SchedulerSession.open(self.config.scheduler, token)
         try:
-            return await session.scheduler.join(advert, await self._kernel_token())
+            kernel_token = await self._kernel_token()
+            return await session.on_leader(lambda s: s.scheduler.join(advert, kernel_token))
         finally:
             session.close()
 

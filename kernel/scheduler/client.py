@@ -9,18 +9,22 @@ Usage::
         await world.send("demo/Event@1", {...})
 
 A standby answers mutations with ``NotLeader`` naming the leader;
-``SchedulerSession`` then reconnects there and repeats the call once.
+``SchedulerSession`` then reconnects there and repeats the call. The session
+may be given several scheduler addresses (``"tcp:a:7000,tcp:b:7000"`` or a
+list): it opens the first that answers and, when the one it talks to dies,
+turns to the others until one leads again.
 ``open_world`` asks for an introduction and connects to the host directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aos.kernel.scheduler.errors  # noqa: F401  (registers the scheduler's error codes)
-from aos.errors import PermissionDenied
+from aos.errors import KernelUnavailable, PermissionDenied
 from aos.kernel.client import _FACADES, Connection, RemoteCap, WorldClient, call
 from aos.kernel.scheduler.errors import NotLeader
 from aos.schemas import scheduler_capnp
@@ -93,24 +97,70 @@ class UniverseClient(RemoteCap):
         await call(self.cap.deleteWorld(world))
 
 
-class SchedulerSession:
-    """A connection to a scheduler holding one restored capability, that follows the leader."""
+def scheduler_addresses(spec: str | Sequence[str]) -> list[str]:
+    """``"a,b"``, ``["a,b", "c"]`` (a repeated option) -> ``["a", "b", "c"]``, in order, once each."""
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    found: list[str] = []
+    for part in parts:
+        for address in part.split(","):
+            address = address.strip()
+            if address and address not in found:
+                found.append(address)
+    if not found:
+        from aos.errors import InvalidArgument
+        raise InvalidArgument("no scheduler address given")
+    return found
 
-    def __init__(self, conn: Connection, cap: RemoteCap, token: str) -> None:
-        self.conn = conn
-        self.cap = cap
-        self.token = token
-        self._hosts: dict[str, Connection] = {}
 
-    @classmethod
-    async def open(cls, address: str, token: str) -> SchedulerSession:
-        conn = await Connection.open(address)
+async def _connect_any(addresses: Sequence[str], token: str) -> tuple[Connection, RemoteCap]:
+    """The first of ``addresses`` that answers, with ``token`` restored on it."""
+    failure: KernelUnavailable | None = None
+    for address in addresses:
         try:
-            cap = await _restore(conn, token)
+            conn = await Connection.open(address)
+        except KernelUnavailable as exc:
+            failure = exc
+            continue
+        try:
+            return conn, await _restore(conn, token)
+        except KernelUnavailable as exc:
+            conn.close()
+            failure = exc
         except BaseException:
             conn.close()
             raise
-        return cls(conn, cap, token)
+    assert failure is not None
+    if len(addresses) == 1:
+        raise failure
+    raise KernelUnavailable(f"no scheduler answers at {', '.join(addresses)}: {failure}") from None
+
+
+class SchedulerSession:
+    """A connection to a scheduler holding one restored capability, that follows the leader."""
+
+    def __init__(self, conn: Connection, cap: RemoteCap, token: str, addresses: Sequence[str] = (),
+                 timeout: float = 30.0) -> None:
+        self.conn = conn
+        self.cap = cap
+        self.token = token
+        self.addresses = list(addresses) or [conn.address]
+        self.timeout = timeout  # how long on_leader waits for a scheduler to lead again
+        self._hosts: dict[str, Connection] = {}
+
+    @classmethod
+    async def open(cls, address: str | Sequence[str], token: str, timeout: float = 30.0) -> SchedulerSession:
+        addresses = scheduler_addresses(address)
+        conn, cap = await _connect_any(addresses, token)
+        return cls(conn, cap, token, addresses, timeout)
+
+    async def _reconnect(self, address: str | None = None) -> None:
+        """Talk to ``address`` (the leader a standby named), else to whichever of ours answers."""
+        self.conn.close()
+        order = [address] if address else []
+        # the one we lost goes last: it is the likeliest to be dead
+        order += [a for a in self.addresses if a != self.conn.address and a not in order]
+        order += [a for a in [self.conn.address] if a not in order]
+        self.conn, self.cap = await _connect_any(order, self.token)
 
     @property
     def scheduler(self) -> SchedulerClient:
@@ -127,16 +177,38 @@ class SchedulerSession:
         return await self.scheduler.universe(universe)
 
     async def on_leader(self, action: Callable[[SchedulerSession], Awaitable[T]]) -> T:
-        """Run ``action``; if this scheduler stands by, reconnect to the leader and run it again."""
-        try:
-            return await action(self)
-        except NotLeader as exc:
-            if not exc.leader or exc.leader == self.conn.address:
-                raise
-            self.conn.close()
-            self.conn = await Connection.open(exc.leader)
-            self.cap = await _restore(self.conn, self.token)
-            return await action(self)
+        """Run ``action`` on the leading scheduler, following it for up to ``timeout``.
+
+        A standby's ``NotLeader`` sends it to the leader it names; a lost
+        scheduler (or ``leader: none`` while an election runs) to the other
+        addresses. After a lost connection the action is run again, so a
+        write may then find itself done already (e.g. ``AlreadyExists``);
+        introductions and the other reads are safe to repeat.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            try:
+                return await action(self)
+            except NotLeader as exc:
+                if loop.time() >= deadline:
+                    raise
+                target = exc.leader if exc.leader != self.conn.address else ""
+                if not target:
+                    await asyncio.sleep(0.05)  # no leader yet: its lease has not lapsed
+            except KernelUnavailable:
+                if loop.time() >= deadline or len(self.addresses) == 1:
+                    raise  # no other scheduler to turn to
+                target = ""
+            while True:
+                try:
+                    await self._reconnect(target or None)
+                    break
+                except KernelUnavailable:
+                    if loop.time() >= deadline:
+                        raise
+                    target = ""
+                    await asyncio.sleep(0.05)
 
     async def open_world(self, universe: str, world: str) -> WorldClient:
         """A World capability on the host that runs the world, through an introduction."""

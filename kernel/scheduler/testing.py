@@ -245,7 +245,7 @@ class LocalCluster:
         from aos.kernel.process import KernelProcess
 
         data = os.path.join(self.root, f"host{i}")
-        args = ["--scheduler", self.scheduler.address, "--scheduler-token", self.scheduler.token_path,
+        args = ["--scheduler", self.addresses, "--scheduler-token", self.scheduler.token_path,
                 "--capacity", f"{self.capacity:g}", *(extra or (self.host_args[i] if i < len(self.host_args) else []))]
         if self.storage:
             args += ["--storage", self.storage, "--host-id", f"host{i}"]
@@ -256,6 +256,11 @@ class LocalCluster:
             self.kernels.append(None)
         self.kernels[i] = kernel
         return kernel
+
+    @property
+    def addresses(self) -> str:
+        """Every scheduler's address, comma-separated, as hosts and clients are given them."""
+        return ",".join(p.address for p in self.scheduler_procs)
 
     @property
     def scheduler(self) -> SchedulerProcess:
