@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -77,16 +78,25 @@ async def serve(args: argparse.Namespace) -> int:
     base = f"http://{shown}:{bound_port}"
     console.origins = {f"{shown}:{bound_port}"} | ({f"localhost:{bound_port}"} if bound_host in ("127.0.0.1", "::1")
                                                    else set())
-    print(f"aos console for {address}: {info.description} ({'read-only' if info.read_only else 'read-write'})",
-          flush=True)
-    print(f"audit log: {audit.where(info.universe)}", flush=True)
-    print(f"open (works once): {base}/login?token={gate.new_login()}", flush=True)
+    as_json = getattr(args, "json", False)
+
+    def login_link() -> None:
+        link = f"{base}/login?token={gate.new_login()}"
+        print(json.dumps({"login": link}) if as_json else f"open (works once): {link}", flush=True)
+
+    mode = "read-only" if info.read_only else "read-write"
+    if as_json:  # one document per line, like the other live commands: what it serves, then each link
+        print(json.dumps({"console": base, "connect": address, "kind": info.kind, "description": info.description,
+                          "readOnly": info.read_only, "audit": str(audit.where(info.universe))}), flush=True)
+    else:
+        print(f"aos console for {address}: {info.description} ({mode})", flush=True)
+        print(f"audit log: {audit.where(info.universe)}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the link: whoever reads it may stop us at once
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1,
-                            lambda: print(f"open (works once): {base}/login?token={gate.new_login()}", flush=True))
+    loop.add_signal_handler(signal.SIGUSR1, login_link)
+    login_link()
     try:
         await stop.wait()
     finally:
