@@ -76,6 +76,20 @@ interface Scheduler extends(Caps.Held) {
   # (`where` shows `moving` until then). Errors: UnknownWorld, UnknownHost,
   # NoHost (not eligible there: labels, capacity, pin, or its host has no
   # shared storage), NotLeader.
+
+  history @9 (beforeSeq :UInt64, afterSeq :UInt64, limit :UInt32) -> (entries :List(HistoryEntry));
+  # The scheduling history, newest first: placements, moves and failovers,
+  # each written in the same etcd transaction as the placement it records.
+  # Only the last 512 are kept (etcd holds coordination state, not logs;
+  # the scheduler's metrics count them all). Entries with
+  # afterSeq < seq < beforeSeq (beforeSeq 0 = no bound), at most `limit`
+  # (1..512): page back with beforeSeq = the last seq seen, follow new ones
+  # with afterSeq = the newest. Served by any scheduler. Errors: none.
+
+  readOnly @10 () -> (scheduler :Scheduler, revoker :Caps.Revoker);
+  # The same view without any write: its mutations (and those of the
+  # Universe capabilities it mints) fail with PermissionDenied, and its
+  # introductions carry read-only World tokens. For dashboards and consoles.
 }
 
 interface Universe extends(Caps.Held) {
@@ -159,6 +173,18 @@ struct Introduction {
   address @1 :Text;         # the host's Gateway
   token @2 :Text;           # restores a World capability for this world on that host
   epoch @3 :UInt64;         # the placement epoch this introduction is for
+}
+
+struct HistoryEntry {
+  seq @0 :UInt64;           # increasing (the leader's clock in microseconds, or one past the last)
+  atMs @1 :Int64;
+  kind @2 :Text;            # placed | moved | failover
+  universeId @3 :Text;
+  worldId @4 :Text;
+  fromHost @5 :Text;        # "" for a new world
+  toHost @6 :Text;
+  epoch @7 :UInt64;         # the placement epoch it started
+  reason @8 :Text;          # created, by command, drain, rebalance, host X is not live, ...
 }
 
 struct SchedulerInfo {

@@ -65,6 +65,15 @@ class SchedulerClient(RemoteCap):
     async def move(self, universe: str, world: str, to_host: str = "") -> dict[str, Any]:
         return (await call(self.cap.move(universe, world, to_host))).placement.to_dict()  # type: ignore[no-any-return]
 
+    async def history(self, before: int = 0, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Placements, moves and failovers, newest first (``after < seq < before``; before 0 = none)."""
+        return [e.to_dict() for e in (await call(self.cap.history(before, after, limit))).entries]
+
+    async def read_only(self) -> SchedulerClient:
+        """The same scheduler without writes (its introductions are read-only World tokens)."""
+        reply = await call(self.cap.readOnly())
+        return SchedulerClient(reply.scheduler, self.conn, reply.revoker)
+
     async def join(self, advert: dict[str, Any], kernel_token: str) -> tuple[str, int]:
         reply = await call(self.cap.join(advert, kernel_token))
         return reply.etcd, reply.leaseTtl

@@ -108,7 +108,7 @@ class SchedulerServer:
             fresh = ClusterView(self.etcd.keys, cap_listeners=self.view.cap_listeners, changed=self.view.changed)
             fresh.load(entries, now)
             for name in ("config", "leader", "leader_entry", "hosts", "hostcaps", "drains", "universes",
-                         "universe_revisions", "slots", "slot_revisions", "caps", "revision"):
+                         "universe_revisions", "slots", "slot_revisions", "caps", "history", "revision"):
                 setattr(self.view, name, getattr(fresh, name))
             revision = now + 1
 

@@ -15,6 +15,8 @@ key                              value                                          
 ``P/slots/<nnnn>``               ``Slot``: the worlds hashing there, each with      none
                                  its host, epoch and placement constraints
 ``P/caps/<family>/<hex key>``    the scheduler's grants and token hashes            none
+``P/history/<seq>``              ``HistoryEntry``: one placement, move or failover  none
+                                 (the last ``HISTORY_MAX`` only)
 ===============================  =================================================  ==============
 
 Worlds map to one of ``slots`` (default 256) slots by a hash of
@@ -109,6 +111,13 @@ class Keys:
 
     def caps(self, family: str) -> bytes:
         return self._k("caps", family, "")
+
+    def history(self, seq: int) -> bytes:
+        return self._k("history", f"{seq:012d}")
+
+    @property
+    def histories(self) -> bytes:
+        return self._k("history", "")
 
     @property
     def everything(self) -> bytes:
@@ -227,6 +236,33 @@ class Placement:
     def taken_over_by(self, host: str, now_ms: int = 0) -> Placement:
         """Assigned to ``host`` after its host died: nothing to wait for, the new host fences the old one."""
         return replace(self, host=host, epoch=self.epoch + 1, previous="", reason="", takeover=True, moved_ms=now_ms)
+
+
+HISTORY_MAX = 512  # entries etcd keeps; older ones are deleted by the write that adds a new one
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One scheduling decision, written in the same transaction as the slot change it records.
+
+    kind: ``placed`` (a new world, or a waiting one given a host), ``moved`` (by
+    command, a drain or rebalancing: the old host hands it over) or
+    ``failover`` (its host died: the new host takes it over).
+    """
+
+    seq: int
+    at_ms: int
+    kind: str
+    universe: str
+    world: str
+    from_host: str = ""
+    to_host: str = ""
+    epoch: int = 0
+    reason: str = ""
+
+
+def history_from(raw: bytes) -> HistoryEntry:
+    return HistoryEntry(**loads(raw))
 
 
 def to_json(record: Any) -> bytes:

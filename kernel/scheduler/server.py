@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aos.caps.gateway import GatewayImpl
 from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
-from aos.errors import InvalidArgument, InvalidToken
+from aos.errors import InvalidArgument, InvalidToken, PermissionDenied
 from aos.kernel.names import check_name
 from aos.kernel.rpc import remote
 from aos.kernel.scheduler.layout import HostRecord, Quota
@@ -26,6 +26,11 @@ def _labels(items: Any) -> dict[str, str]:
 
 def _quota(quota: Any) -> Quota:
     return Quota(int(quota.worlds), int(quota.bytes))
+
+
+def _writable(impl: Any, what: str) -> None:
+    if impl.grant.scope.read_only:
+        raise PermissionDenied(f"a read-only {impl.grant.scope.kind} capability cannot {what}")
 
 
 class SchedulerGateway(GatewayImpl):
@@ -49,6 +54,7 @@ class SchedulerImpl(HeldImpl, scheduler_capnp.Scheduler.Server):  # type: ignore
 
     @remote()
     async def createUniverse(self, universeId: str, name: str, quota: Any, _context: Any, **kwargs: Any) -> Any:
+        _writable(self, "create universes")
         record = await self.services.create_universe(universeId, name, _quota(quota))
         return self.services.universe_info(record)
 
@@ -59,19 +65,22 @@ class SchedulerImpl(HeldImpl, scheduler_capnp.Scheduler.Server):  # type: ignore
 
     @remote()
     async def deleteUniverse(self, universeId: str, _context: Any, **kwargs: Any) -> None:
+        _writable(self, "delete universes")
         await self.services.delete_universe(universeId)
 
     @remote()
     async def universe(self, universeId: str, _context: Any, **kwargs: Any) -> Any:
         await self.services.universe_record(universeId)  # UnknownUniverse early
-        return self.services.mint(self.grant, Scope("universe", universeId))
+        return self.services.mint(self.grant, Scope("universe", universeId, read_only=self.grant.scope.read_only))
 
     @remote()
     async def setQuota(self, universeId: str, quota: Any, _context: Any, **kwargs: Any) -> Any:
+        _writable(self, "set quotas")
         return self.services.universe_info(await self.services.set_quota(universeId, _quota(quota)))
 
     @remote()
     async def join(self, host: Any, kernelToken: str, _context: Any, **kwargs: Any) -> Any:
+        _writable(self, "join hosts")
         record = HostRecord(check_name(host.hostId, "host id"), host.address, float(host.capacity),
                             _labels(host.labels), host.storage, health=host.health)
         if not record.address or record.capacity < 0:
@@ -88,12 +97,24 @@ class SchedulerImpl(HeldImpl, scheduler_capnp.Scheduler.Server):  # type: ignore
 
     @remote()
     async def drain(self, hostId: str, draining: bool, _context: Any, **kwargs: Any) -> None:
+        _writable(self, "drain hosts")
         await self.services.drain(hostId, draining)
 
     @remote()
     async def move(self, universeId: str, worldId: str, toHost: str, _context: Any, **kwargs: Any) -> Any:
+        _writable(self, "move worlds")
         check_name(universeId, "universe id")
         return self.services.placement_info(await self.services.move(universeId, worldId, toHost))
+
+    @remote()
+    async def history(self, beforeSeq: int, afterSeq: int, limit: int, _context: Any, **kwargs: Any) -> Any:
+        return [{"seq": e.seq, "atMs": e.at_ms, "kind": e.kind, "universeId": e.universe, "worldId": e.world,
+                 "fromHost": e.from_host, "toHost": e.to_host, "epoch": e.epoch, "reason": e.reason}
+                for e in self.services.history(int(beforeSeq), int(afterSeq), int(limit) or 100)]
+
+    @remote()
+    async def readOnly(self, _context: Any, **kwargs: Any) -> Any:
+        return self.services.mint(self.grant, Scope("scheduler", read_only=True))
 
 
 class UniverseImpl(HeldImpl, scheduler_capnp.Universe.Server):  # type: ignore[misc,name-defined]
@@ -110,6 +131,7 @@ class UniverseImpl(HeldImpl, scheduler_capnp.Universe.Server):  # type: ignore[m
     @remote()
     async def createWorld(self, manifest: str, modules: Any, worldId: str, name: str, labels: Any, pin: str,
                           _context: Any, **kwargs: Any) -> Any:
+        _writable(self, "create worlds")
         mods = [(m.hash, bytes(m.wasm)) for m in modules]
         placement, info = await self.services.create_world(self.universe_id, manifest, mods, worldId, name,
                                                            _labels(labels), pin)
@@ -125,9 +147,10 @@ class UniverseImpl(HeldImpl, scheduler_capnp.Universe.Server):  # type: ignore[m
 
     @remote()
     async def introduce(self, worldId: str, _context: Any, **kwargs: Any) -> Any:
-        return await self.services.introduce(self.universe_id, worldId)
+        return await self.services.introduce(self.universe_id, worldId, read_only=self.grant.scope.read_only)
 
     @remote()
     async def deleteWorld(self, worldId: str, _context: Any, **kwargs: Any) -> None:
+        _writable(self, "delete worlds")
         self.services.require_leader()
         await self.services.delete_world(self.universe_id, worldId)

@@ -30,8 +30,8 @@ from aos.kernel.scheduler.capstore import EtcdCapStore, EtcdCommitter, root_row,
 from aos.kernel.scheduler.errors import (HostUnavailable, NoHost, NotLeader, QuotaExceeded, UniverseExists,
                                          UniverseNotEmpty, UnknownHost, UnknownUniverse)
 from aos.kernel.scheduler.etcd import Etcd
-from aos.kernel.scheduler.layout import (HostRecord, LeaderRecord, Placement, Quota, UniverseRecord, slot_from,
-                                         slot_of, slot_to, to_json, universe_from)
+from aos.kernel.scheduler.layout import (HISTORY_MAX, HistoryEntry, HostRecord, LeaderRecord, Placement, Quota,
+                                         UniverseRecord, slot_from, slot_of, slot_to, to_json, universe_from)
 from aos.kernel.scheduler.view import ClusterView
 
 log = logging.getLogger("aos.scheduler")
@@ -108,7 +108,10 @@ class SchedulerServices:
         self.leader_revision = 0  # create revision of our leader key while we lead
         self.connections = 0
         self._lock = asyncio.Lock()
-        self._intro_cache: dict[tuple[str, str, str, int], str] = {}
+        self._intro_cache: dict[tuple[str, str, str, int, bool], str] = {}
+        self._history_last = 0  # the last history seq this scheduler handed out
+        # decisions this scheduler wrote while leading, by kind (placed, moved, failover): its metrics
+        self.decisions: dict[str, int] = {"placed": 0, "moved": 0, "failover": 0}
         view.cap_listeners.append(self._on_cap_row)
 
     @classmethod
@@ -203,6 +206,38 @@ class SchedulerServices:
                 self.leader_revision = 0
                 self.require_leader()
             raise Conflict()
+
+    def _history(self, items: list[tuple[str, str, Placement, str]]) -> tuple[list[Any], list[Any]]:
+        """Compares and writes that add one history entry per ``(kind, from host, new placement, reason)``
+        to the transaction recording those placements, and drop the oldest beyond ``HISTORY_MAX``.
+
+        A seq is the leader's clock in microseconds (or one past the last it gave), so entries sort by
+        time across leaders; a key that exists already fails the transaction (retried) rather than
+        overwrite an entry."""
+        tx = self.etcd.tx
+        compares: list[Any] = []
+        writes: list[Any] = []
+        now = _now_ms()
+        newest = max(self.view.history, default=0)
+        for kind, source, p, reason in items:
+            seq = self._history_last = max(now * 1000, self._history_last + 1, newest + 1)
+            key = self.keys.history(seq)
+            compares.append(tx.version(key) == 0)
+            writes.append(tx.put(key, to_json(HistoryEntry(seq, now, kind, p.universe, p.world, source, p.host,
+                                                           p.epoch, reason))))
+        excess = len(self.view.history) + len(items) - HISTORY_MAX
+        for old in sorted(self.view.history)[:max(0, excess)]:
+            writes.append(tx.delete(self.keys.history(old)))
+        return compares, writes
+
+    def _decided(self, items: list[tuple[str, str, Placement, str]]) -> None:
+        for kind, *_ in items:
+            self.decisions[kind] = self.decisions.get(kind, 0) + 1
+
+    def history(self, before: int = 0, after: int = 0, limit: int = 100) -> list[HistoryEntry]:
+        """The newest ``limit`` entries with ``after < seq < before`` (``before`` 0: no bound), newest first."""
+        seqs = [q for q in self.view.history if q > after and (not before or q < before)]
+        return [self.view.history[q] for q in sorted(seqs, reverse=True)[:max(1, min(limit, HISTORY_MAX))]]
 
     def _compare_revision(self, key: bytes, revision: int) -> Any:
         tx = self.etcd.tx
@@ -324,10 +359,14 @@ class SchedulerServices:
                 new = replace(new, pin=host)
             new = replace(new, host=host, epoch=1)
             tx = self.etcd.tx
+            decided = [("placed", "", new, "created")]
+            hcompare, hwrite = self._history(decided)
             await self._write(
-                [tx.mod(self.keys.universe(universe)) == urev, self._compare_revision(self.keys.slot(slot), srev)],
+                [tx.mod(self.keys.universe(universe)) == urev, self._compare_revision(self.keys.slot(slot), srev),
+                 *hcompare],
                 [tx.put(self.keys.universe(universe), to_json(replace(record, worlds=record.worlds + 1))),
-                 tx.put(self.keys.slot(slot), slot_to({**entries, new.key: new}))])
+                 tx.put(self.keys.slot(slot), slot_to({**entries, new.key: new})), *hwrite])
+            self._decided(decided)
             return new
 
         return await self._retrying(attempt)
@@ -382,7 +421,7 @@ class SchedulerServices:
             self.links.forget(host_id)
             raise HostUnavailable(f"host {host_id} refused its own delegated token (did it lose its data?)") from None
 
-    async def introduce(self, universe: str, world: str) -> dict[str, Any]:
+    async def introduce(self, universe: str, world: str, read_only: bool = False) -> dict[str, Any]:
         from aos.kernel.client import call
 
         placement = await self.placement(universe, world)
@@ -391,13 +430,15 @@ class SchedulerServices:
             raise HostUnavailable(f"world {placement.key} has no live host now (it is being placed); retry")
         if placement.previous:
             raise HostUnavailable(f"world {placement.key} is moving to {placement.host}; retry")
-        cache_key = (host.id, universe, world, placement.epoch)
+        cache_key = (host.id, universe, world, placement.epoch, read_only)
         token = self._intro_cache.get(cache_key)
         if token is None:
             for attempt in (0, 1):
                 kernel = await self.host_kernel(host.id)
                 try:
                     worlds = await kernel.worlds(universe)
+                    if read_only:  # a read-only scheduler or universe introduces read-only worlds only
+                        worlds = await worlds.read_only()
                     cap = (await call(worlds.cap.open(world))).world
                     token = await kernel.conn.save(_Cap(cap))
                     break
@@ -445,10 +486,15 @@ class SchedulerServices:
                     raise NoHost(f"no other host can take world {current.key}: {reason}")
             now = _now_ms()
             # a dead host hands nothing over: the new one takes the world over (and fences the old one)
-            moved = current.moved_to(target_id, now) if current.host in self.view.hosts \
-                else current.taken_over_by(target_id, now)
-            await self._write([self.etcd.tx.mod(self.keys.slot(slot)) == srev],
-                              [self.etcd.tx.put(self.keys.slot(slot), slot_to({**entries, moved.key: moved}))])
+            alive = current.host in self.view.hosts
+            moved = current.moved_to(target_id, now) if alive else current.taken_over_by(target_id, now)
+            decided = [("moved" if alive else "failover", current.host, moved,
+                        "by command" if alive else f"by command; host {current.host} is not live")]
+            hcompare, hwrite = self._history(decided)
+            await self._write([self.etcd.tx.mod(self.keys.slot(slot)) == srev, *hcompare],
+                              [self.etcd.tx.put(self.keys.slot(slot), slot_to({**entries, moved.key: moved})),
+                               *hwrite])
+            self._decided(decided)
             return moved
 
         return await self._retrying(attempt)
@@ -481,26 +527,39 @@ class SchedulerServices:
                              max_moves=self.config.moves_per_round)
         by_key = {p.key: p for p in current}
         changed: dict[int, dict[str, Placement]] = {}
+        decided: dict[int, list[tuple[str, str, Placement, str]]] = {}
         now = _now_ms()
         for p in current:
             if p.previous and p.previous not in self.view.hosts:
                 # the host that was to hand it over died: the new one takes over without waiting
                 slot = self._slot_number(p.universe, p.world)
-                changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[p.key] = \
-                    replace(p, previous="", takeover=True)
+                new = replace(p, previous="", takeover=True)
+                changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[p.key] = new
+                decided.setdefault(slot, []).append(("failover", p.previous, new,
+                                                     f"host {p.previous} died while handing it over"))
         for move in result.moves:
             old = by_key[move.world]
-            new = old.moved_to(move.target, now) if old.host in self.view.hosts else old.taken_over_by(move.target, now)
+            alive = old.host in self.view.hosts
+            new = old.moved_to(move.target, now) if alive else old.taken_over_by(move.target, now)
             slot = self._slot_number(old.universe, old.world)
             changed.setdefault(slot, dict(self.view.slots.get(slot, {})))[new.key] = new
+            if not old.host:
+                entry = ("placed", "", new, "a host has room now")
+            elif not alive:
+                entry = ("failover", old.host, new, f"host {old.host} is not live")
+            else:
+                entry = ("moved", old.host, new, "drain" if old.host in self.view.drains else "rebalance")
+            decided.setdefault(slot, []).append(entry)
         written = 0
         for slot, entries in changed.items():
             tx = self.etcd.tx
             revision = self.view.slot_revisions.get(slot, 0)
+            hcompare, hwrite = self._history(decided.get(slot, []))
             try:
-                await self._write([self._compare_revision(self.keys.slot(slot), revision)],
-                                  [tx.put(self.keys.slot(slot), slot_to(entries))])
+                await self._write([self._compare_revision(self.keys.slot(slot), revision), *hcompare],
+                                  [tx.put(self.keys.slot(slot), slot_to(entries)), *hwrite])
                 written += 1
+                self._decided(decided.get(slot, []))
             except Conflict:
                 continue  # the view was behind; the next round sees the new value
         if written:

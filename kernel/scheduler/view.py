@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass, field
 
 from aos.kernel.scheduler.etcd import Entry
-from aos.kernel.scheduler.layout import (ClusterConfig, HostRecord, Keys, LeaderRecord, Placement, UniverseRecord,
-                                         host_from, leader_from, loads, slot_from, universe_from)
+from aos.kernel.scheduler.layout import (ClusterConfig, HistoryEntry, HostRecord, Keys, LeaderRecord, Placement,
+                                         UniverseRecord, history_from, host_from, leader_from, loads, slot_from,
+                                         universe_from)
 
 log = logging.getLogger("aos.scheduler")
 
@@ -33,6 +34,7 @@ class ClusterView:
     slots: dict[int, dict[str, Placement]] = field(default_factory=dict)
     slot_revisions: dict[int, int] = field(default_factory=dict)
     caps: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
+    history: dict[int, HistoryEntry] = field(default_factory=dict)  # seq -> entry (the last HISTORY_MAX)
     revision: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cap_listeners: list = field(default_factory=list)  # type: ignore[type-arg]
@@ -87,6 +89,12 @@ class ClusterView:
                 else:
                     self.slots.pop(slot, None)
                     self.slot_revisions.pop(slot, None)
+            elif key.startswith(keys.histories):
+                seq = int(keys.tail(key, keys.histories))
+                if put:
+                    self.history[seq] = history_from(entry.value)
+                else:
+                    self.history.pop(seq, None)
             elif key.startswith(keys.caps("")[:-1]):
                 family, _, hexkey = keys.tail(key, keys.caps("")[:-1]).partition("/")
                 if put:
