@@ -307,6 +307,13 @@ class KernelClient(RemoteCap):
         """[{name, worlds, awake, quarantined, events, receipts, casBytes, casBlobs, casCounted}]"""
         return [u.to_dict() for u in (await call(self.cap.universes())).universes]
 
+    async def deliver_portal(self, universe: str, from_world: str, to_world: str, message_id: str,
+                             schema: str, value: bytes) -> bool:
+        """Host to host: portal mail (``value`` canonical CBOR) into ``universe/to_world``'s inbox on this
+        kernel; False if ``message_id`` came before. ``WorldMoved`` when the world is not there."""
+        reply = await call(self.cap.deliverPortal(universe, from_world, to_world, message_id, schema, value))
+        return bool(reply.accepted)
+
 
 class CasClient(RemoteCap):
     interface = cas_capnp.Cas
@@ -477,13 +484,20 @@ class _WorldWatcher(world_capnp.WorldWatcher.Server):  # type: ignore[misc,name-
                  on_frame: Callable[[str, Any], Awaitable[None]] | None) -> None:
         self._on_record = on_record
         self._on_frame = on_frame
+        # the kernel pushes several calls before the first returns; they arrive in order and the
+        # lock (first come, first served) keeps the callbacks in that order even when one awaits
+        self._order = asyncio.Lock()
 
     async def record(self, seq: int, json: str, _context: Any, **kwargs: Any) -> None:
-        await self._on_record(seq, jsonvalue.loads(json))
+        value = jsonvalue.loads(json)
+        async with self._order:
+            await self._on_record(seq, value)
 
     async def frame(self, intentHash: str, json: str, _context: Any, **kwargs: Any) -> None:
         if self._on_frame is not None:
-            await self._on_frame(intentHash, jsonvalue.loads(json))
+            value = jsonvalue.loads(json)
+            async with self._order:
+                await self._on_frame(intentHash, value)
 
 
 class WorldClient(RemoteCap):

@@ -326,12 +326,15 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
             # so sending what is committed before the queued frames keeps their order
             arrived = journal.committed.wait(world_key)
             records, _ = journal.read(universe, world_id, seq, 256)
-            for raw in records:
-                await watcher.record(seq, record_json(seq, raw))
-                seq += 1
+            # pushed without waiting for each answer (Cap'n Proto delivers calls on one capability in
+            # order; the client's watcher runs them in that order): one round trip per batch, not per record
+            pushes = [watcher.record(seq + i, record_json(seq + i, raw)) for i, raw in enumerate(records)]
+            seq += len(records)
             while not frames.empty():
                 intent_hash, frame = frames.get_nowait()
-                await watcher.frame(intent_hash, jsonvalue.dumps(frame))
+                pushes.append(watcher.frame(intent_hash, jsonvalue.dumps(frame)))
+            for push in pushes:
+                await push
             if not records:
                 frame_wait = asyncio.ensure_future(frames.get())
                 done, _ = await asyncio.wait({arrived, frame_wait}, return_when=asyncio.FIRST_COMPLETED)
