@@ -64,6 +64,9 @@ BUILTIN_EFFECTS: dict[str, BuiltinEffect] = {
         # (a read-only workspace grant refuses write and commit by name: `writes` is host.fs's flag)
         *(BuiltinEffect(f"workspace.{op}", "workspace") for op in ("read", "list", "diff", "log", "write", "commit")),
         BuiltinEffect("module.compile", "compile"),
+        # a headless browser confined to the grant's origins (adapters/browser.py)
+        *(BuiltinEffect(f"browser.{op}", "browser")
+          for op in ("navigate", "snapshot", "click", "type", "fill", "screenshot", "logs")),
     )
 }
 

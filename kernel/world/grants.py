@@ -82,11 +82,36 @@ def _llm(g: GrantDef, e: EffectDef, p: Any) -> str | None:
     return None
 
 
+def portal_reaches(worlds: Any, dest: str) -> bool:
+    """Whether a portal grant's ``worlds`` name ``dest``, a world of another universe (``U/W``): the
+    grant lists it, or its universe as ``U/*``. With no ``worlds`` a grant reaches its own universe only."""
+    universe, _, _ = dest.partition("/")
+    return isinstance(worlds, (list, tuple)) and (dest in worlds or f"{universe}/*" in worlds)
+
+
 def _portal(g: GrantDef, e: EffectDef, p: Any) -> str | None:
     worlds = g.params.get("worlds")
-    if worlds is not None and (not isinstance(p, dict) or p.get("dest_world") not in worlds):
+    dest = p.get("dest_world") if isinstance(p, dict) else None
+    if isinstance(dest, str) and "/" in dest:  # UNIVERSE/WORLD: across universes only where the grant says so
+        if not portal_reaches(worlds, dest):
+            return f"world {dest!r} is in another universe: the portal grant must name it (or {dest.partition('/')[0]}/*)"
+        return None
+    if worlds is not None and dest not in worlds:
         return "destination world is not allowed"
     return None
+
+
+def _browser(g: GrantDef, e: EffectDef, p: Any) -> str | None:
+    # only a navigation names a url; the adapter checks every request the page makes and the final url
+    if _op(e) != "navigate":
+        return None
+    from aos.adapters.browser_origins import OriginError, Origins
+
+    try:
+        origins = Origins.parse(list(g.params["origins"]))
+    except OriginError as exc:
+        return str(exc)
+    return origins.check_navigation(p.get("url") if isinstance(p, dict) else None)
 
 
 def _any(g: GrantDef, e: EffectDef, p: Any) -> str | None:
@@ -164,6 +189,7 @@ CHECKS: dict[str, Check] = {
     "universe": _universe,
     "workspace": _workspace,
     "compile": _compile,
+    "browser": _browser,
 }
 
 

@@ -70,6 +70,8 @@ GRANT_PARAMS: dict[str, Any] = {
     "compile": {"record": {"languages": {"option": {"list": {"enum": ["c", "wat"]}}}, "timeout_s": {"option": "nat"},
                            "memory_mb": {"option": "nat"}, "max_source_bytes": {"option": "nat"},
                            "max_output_bytes": {"option": "nat"}}},
+    # origins: scheme://host[:port] the world's browser may reach (adapters/browser_origins.py)
+    "browser": {"record": {"origins": {"list": "text"}, "max_timeout_s": {"option": "nat"}}},
 }
 
 
