@@ -34,7 +34,7 @@ from aos.kernel.world.abi import Trap
 from aos.kernel.world.errors import CborError, ModuleLoadError
 
 # the project's own workflows: the agent SDK's session and the example worlds
-DEFAULT_PYTHON_MODULES: tuple[str, ...] = ("aos.agents.session", "aos.kernel.world.examples.*")
+DEFAULT_PYTHON_MODULES: tuple[str, ...] = ("aos.agents.session", "aos.agents.factory.*", "aos.kernel.world.examples.*")
 DEFAULT_STEP_SECONDS = 10.0
 
 
@@ -122,7 +122,7 @@ class PythonRuntime:
             raise ModuleLoadError(f"python module {self._mod.__name__!r} defines no public function {name!r}")
         return fn
 
-    def call(self, entry: str, step_input: dict[str, Any]) -> Any | Trap:
+    def call(self, entry: str, step_input: dict[str, Any], state_bytes: bytes | None = None) -> Any | Trap:
         try:
             fn = self.entry(entry)
         except ModuleLoadError as exc:
@@ -130,7 +130,12 @@ class PythonRuntime:
         try:
             # a fresh, canonically decoded copy: the function sees exactly what a
             # replay would give it (lists, not tuples) and cannot mutate journal objects
-            fresh = cbor.decode_body_trusted(cbor.encode_body(step_input))
+            if state_bytes is None:
+                fresh = cbor.decode_body_trusted(cbor.encode_body(step_input))
+            else:  # the state decodes from the cell's bytes (a copy already); the rest is copied
+                rest = cbor.decode_body_trusted(cbor.encode_body({k: v for k, v in step_input.items() if k != "state"}))
+                fresh = {"ctx": rest["ctx"], "event": rest["event"], "state": cbor.decode_trusted(state_bytes),
+                         "version": rest["version"]}  # the keys in canonical order, as a decode gives them
         except CborError as exc:
             return Trap("WorkflowTrap", f"input not encodable: {exc}")
         armed = _ALARM.arm(self.step_seconds)

@@ -42,8 +42,10 @@ DEFAULT_MEMORY_BYTES = 64 << 20
 
 
 class WorkflowRuntime(Protocol):
-    def call(self, entry: str, step_input: dict[str, Any]) -> Any | Trap:
-        """Run one step; return the decoded output value or a ``Trap``."""
+    def call(self, entry: str, step_input: dict[str, Any], state_bytes: bytes | None = None) -> Any | Trap:
+        """Run one step; return the decoded output value or a ``Trap``. ``state_bytes``, when given,
+        is the state (its tagged canonical CBOR, as the cell holds it) and ``step_input["state"]``
+        is not read."""
         ...
 
 
@@ -146,7 +148,9 @@ class WasmRuntime:
             self._live = _Live(store, mem, funcs)
         return self._live
 
-    def call(self, entry: str, step_input: dict[str, Any]) -> Any | Trap:
+    def call(self, entry: str, step_input: dict[str, Any], state_bytes: bytes | None = None) -> Any | Trap:
+        if state_bytes is not None:
+            step_input = {**step_input, "state": cbor.decode_trusted(state_bytes)}
         try:
             data = cbor.encode(step_input)
         except CborError as exc:

@@ -353,8 +353,10 @@ class World:
         }
         if d.key is not None:
             ctx["key"] = d.key
-        state = None if cell is None else cbor.decode_trusted(cell[1])
-        raw = self._runtimes[wf.module].call(wf.entry, step_input(state, d.schema, d.value, d.key, ctx))
+        # the state goes as the cell's bytes: a runtime decodes them (a fresh copy) instead of
+        # re-encoding a decoded state to copy it
+        raw = self._runtimes[wf.module].call(wf.entry, step_input(None, d.schema, d.value, d.key, ctx),
+                                             None if cell is None else cell[1])
         res = raw if isinstance(raw, Trap) else parse_output(raw)
         checked = res if isinstance(res, Trap) else self._check_output(wf, res)
         if isinstance(checked, Trap):

@@ -150,6 +150,30 @@ def test_python_runtime_turns_exceptions_into_traps() -> None:
         PythonRuntime("aos.kernel.world.no_such_module")
 
 
+def test_state_given_as_cell_bytes_is_the_same_step_and_a_fresh_copy(built_examples: Path,
+                                                                      cache: WasmModuleCache) -> None:
+    """The stepper hands a runtime the cell's bytes instead of the decoded state: the same output
+    for both runtimes, and a Python step that mutates its input cannot touch the caller's value."""
+    from aos.kernel.world import cbor
+
+    m, wasm = load_bundle(built_examples / "counter")
+    runtimes = load_runtimes(m, wasm, cache)
+    state = {"count": 1}
+    for name in ("demo/counter_wasm@1", "demo/counter_py@1"):
+        rt = runtimes[name]
+        inp = _step_input({"by": 2})
+        assert rt.call("step", inp, cbor.encode(state)) == rt.call("step", _step_input({"by": 2}, state))
+        assert inp["state"] is None and state == {"count": 1}
+    seen: list[Any] = []
+    rt = PythonRuntime("aos.kernel.world.examples.counter")
+    rt.entry = lambda _name: lambda fresh: seen.append(fresh) or {"state": None}  # type: ignore[method-assign]
+    value = {"by": [1]}
+    rt.call("step", _step_input(value, state))
+    rt.call("step", _step_input(value), cbor.encode(state))
+    assert seen[0] == seen[1] and list(seen[0]) == list(seen[1]) == ["ctx", "event", "state", "version"]
+    assert seen[1]["event"]["value"] is not value
+
+
 # step traps on its second call in the same instance: it keeps a count in a global
 STATEFUL_WAT = """
 (module
