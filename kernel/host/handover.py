@@ -108,10 +108,14 @@ class HandOver:
             marker = (meta.universe.encode(), meta.world_id.encode()) in acquiring
             head = await self.storage.head(*world)
             if head is not None and head.owner == self.storage.host_id:
-                await self.storage.reacquire(*world)
-                if marker:
-                    services.store.write([Op("meta", ACQUIRING + key(*world), None)])
-                continue
+                try:
+                    await self.storage.reacquire(*world)
+                except OwnershipLost:
+                    head = await self.storage.head(*world)  # taken over since we read it: gone, as below
+                else:
+                    if marker:
+                        services.store.write([Op("meta", ACQUIRING + key(*world), None)])
+                    continue
             if head is None:
                 # we wrote its head before anything else of it: shared storage lost it (or was wiped)
                 await self.host._quarantine(meta, f"its head is missing from {self.storage.url}")

@@ -302,10 +302,12 @@ class HostStorage:
     async def reacquire(self, universe: str, world: str) -> WorldHead:
         """At start: own again a world whose head names this host (recovering our previous generation's tail).
 
-        RocksDB already holds all of it (``_replay``), so nothing is applied locally.
+        RocksDB already holds all of it (``_replay``), so nothing is applied locally. Never a takeover:
+        another host may have taken the world over since the caller read its head (its failover racing
+        our restart), and taking it back would fence that live host's whole log; ``OwnershipLost`` then.
         """
         assert self.heads is not None
-        own = await self._in_pool(self.heads.acquire, universe, world)
+        own = await self._in_pool(lambda: self.heads.acquire(universe, world, takeover=False))  # type: ignore[union-attr]
         return own.head
 
     async def acquire(self, universe: str, world: str, takeover: bool = True) -> Acquired:
