@@ -56,15 +56,16 @@ async def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from aos.console.auth import Gate
-    from aos.console.backend import Backend
+    from aos.console.cluster import open_backend
     from aos.console.server import Console
 
     host, port = _listen(args.listen)
     address = args.connect or cli_connect.default_connect()
     explicit = args.token_file is not None or "AOS_TOKEN_FILE" in os.environ
     token = cli_connect.read_token(args.token_file or cli_connect.default_token_file(), explicit)
-    backend = Backend(address, token, cli_connect.tls_options(args))
-    info = await backend.connect()
+    backend = await open_backend(address, token, cli_connect.tls_options(args))  # a kernel's, or a scheduler's
+    info = backend.info
+    assert info is not None
     journal_for = backend.journal_cap if info.kind == "kernel" else None
     audit = AuditLog(journal_for, args.audit_file or default_audit_file())
     gate = Gate()

@@ -28,6 +28,7 @@ from aos.console import views
 from aos.console.audit import AuditLog, audit_record
 from aos.console.auth import COOKIE, CSRF_HEADER, Gate, Session, cookie_header
 from aos.console.backend import Backend
+from aos.console.cluster import SchedulerBackend
 
 log = logging.getLogger("aos.console")
 
@@ -35,8 +36,10 @@ STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATUS = {"PermissionDenied": 403, "Revoked": 403, "InvalidToken": 403, "UnknownWorld": 404, "BlobNotFound": 404,
           "KernelUnavailable": 503, "Internal": 500}
 SCHEDULER = {"connected": False,
-             "reason": "not connected to a scheduler: this console talks to one kernel; hosts, leases, "
-                       "placements, moves and failovers appear here once aos-scheduler exists"}
+             "reason": "not connected to a scheduler: this console talks to one kernel; start it with "
+                       "`aos console --connect SCHEDULER_ADDR` and a scheduler token for hosts, leases, "
+                       "placements, moves and failovers"}
+HISTORY_POLL = 0.5  # seconds between two reads of the scheduler's history for a live page (served from its etcd mirror)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -68,7 +71,8 @@ class Console:
         r.add_get("/api/universes", self.universes)
         r.add_get("/api/worlds", self.worlds)
         r.add_get("/api/cluster", self.cluster)
-        r.add_get("/api/scheduling", self.cluster)
+        r.add_get("/api/scheduling", self.scheduling)
+        r.add_get("/api/scheduling/live", self.scheduling_live)
         r.add_get("/api/audit", self.audit_recent)
         w = "/api/world/{universe}/{world}"
         r.add_get(w, self.world)
@@ -87,6 +91,9 @@ class Console:
         r.add_post(w + "/unquarantine", self.unquarantine)
         r.add_post(w + "/agent/steer", self.steer)
         r.add_post(w + "/agent/abort", self.abort)
+        r.add_post(w + "/move", self.move)
+        r.add_post(w + "/pause", self.pause)
+        r.add_post(w + "/resume", self.resume)
         return app
 
     @web.middleware
@@ -149,7 +156,13 @@ class Console:
         assert backend.info is not None
         return _json({"csrf": session.csrf, "session": session.label, "kernel": backend.address,
                       "can": backend.permissions(), "audit": self.audit.where(backend.info.universe),
-                      "scheduler": SCHEDULER})
+                      "scheduler": self._scheduler()})
+
+    def _scheduler(self) -> dict[str, Any]:
+        if isinstance(self.backend, SchedulerBackend):
+            return {"connected": True, "address": self.backend.address, "kind": self.backend.info.kind
+                    if self.backend.info else ""}
+        return SCHEDULER
 
     # --- reads -------------------------------------------------------------------------------------------------
 
@@ -163,8 +176,54 @@ class Console:
             q.get("order", "desc") != "asc", _int(q, "offset", 0), _int(q, "limit", 100)))
         return _json(result)
 
+    def _cluster_backend(self) -> SchedulerBackend:
+        if not isinstance(self.backend, SchedulerBackend):
+            raise InvalidArgument("this console talks to one kernel, not a scheduler: start it with "
+                                  "`aos console --connect SCHEDULER_ADDR` and a scheduler token")
+        return self.backend
+
     async def cluster(self, request: web.Request) -> web.Response:
-        return _json(SCHEDULER)
+        if not isinstance(self.backend, SchedulerBackend):
+            return _json(SCHEDULER)
+        backend = self.backend
+        return _json({"connected": True, **await backend.call(backend.cluster)})
+
+    async def scheduling(self, request: web.Request) -> web.Response:
+        """A page of the scheduling history, newest first (``before``: the oldest seq shown so far)."""
+        if not isinstance(self.backend, SchedulerBackend):
+            return _json(SCHEDULER)
+        backend, q = self.backend, request.query
+        entries = await backend.call(lambda: backend.history(_int(q, "before", 0), _int(q, "after", 0),
+                                                             _int(q, "limit", 100)))
+        return _json({"connected": True, "entries": entries})
+
+    async def scheduling_live(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: each new history entry after ``after`` (``event: entry``), oldest first."""
+        backend = self._cluster_backend()
+        after = _int(request.query, "after", 0)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        quiet = 0.0
+        try:
+            await response.write(b": history open\n\n")
+            while True:
+                try:
+                    entries = await backend.call(lambda: backend.history(0, after, 512))
+                except AosError:
+                    await response.write(b"event: lost\ndata: {}\n\n")
+                    entries = []
+                for entry in reversed(entries):
+                    after = max(after, int(entry["seq"]))
+                    await response.write(f"event: entry\ndata: {json.dumps(entry, sort_keys=True)}\n\n".encode())
+                quiet = 0.0 if entries else quiet + HISTORY_POLL
+                if quiet >= 15:
+                    await response.write(b": keep-alive\n\n")
+                    quiet = 0.0
+                await asyncio.sleep(HISTORY_POLL)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
 
     async def audit_recent(self, request: web.Request) -> web.Response:
         backend = self.backend
@@ -215,6 +274,7 @@ class Console:
         from ``from`` on, as ``World.tail`` pushes them; ends when the page goes away."""
         u, w = self._target(request)
         world = await self.backend.call(lambda: self.backend.world_cap(u, w))
+        conn = getattr(world, "conn", None) or self.backend.conn  # the world's host, through a scheduler
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
 
         async def on_record(seq: int, record: dict[str, Any]) -> None:
@@ -229,7 +289,7 @@ class Console:
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
         subscription = await world.tail(start, on_record, on_frame)
-        lost = asyncio.ensure_future(self.backend.conn.disconnected()) if self.backend.conn else None
+        lost = asyncio.ensure_future(conn.disconnected()) if conn else None
         try:
             await response.write(b": tail open\n\n")
             while True:
@@ -377,6 +437,33 @@ class Console:
 
     async def abort(self, request: web.Request) -> web.Response:
         return await self._agent(request, "agent_abort", lambda body: abort_event(str(body["session"])))
+
+    async def move(self, request: web.Request) -> web.Response:
+        u, w = self._target(request)
+        backend = self._cluster_backend()
+        to_host = str((await self._body(request)).get("toHost", ""))
+
+        async def work() -> Any:
+            placement = await backend.move(u, w, to_host)
+            return {"hostId": placement["hostId"], "epoch": placement["epoch"], "state": placement["state"]}
+
+        return await self._act(request, "move", "move", {"toHost": to_host}, work)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return await self._pause(request, True)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return await self._pause(request, False)
+
+    async def _pause(self, request: web.Request, paused: bool) -> web.Response:
+        u, w = self._target(request)
+
+        async def work() -> Any:
+            world = await self.backend.world_cap(u, w)
+            return {"paused": paused, "seq": await (world.pause() if paused else world.resume())}
+
+        return await self._act(request, "pause" if paused else "resume", "pause", {}, work)
+
 
 
 def _int(query: Any, name: str, default: int) -> int:

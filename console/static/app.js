@@ -119,7 +119,30 @@ function parseHash() {
 
 // --- views ----------------------------------------------------------------------------------------------
 
+const viaScheduler = () => SESSION && SESSION.scheduler.connected;
+
+async function schedulerUniversesView(view) {
+  const table = el("tbody");
+  view.append(el("h1", {}, "Universes"),
+    el("table", { "data-testid": "universes" },
+      el("thead", {}, el("tr", {}, ["universe", "name", "worlds", "running", "moving", "waiting", "stored", "world quota",
+        "byte quota"].map((h, i) => el("th", { class: i > 1 ? "num" : "" }, h)))), table),
+    el("p", { class: "muted" }, "From the scheduler: worlds as placed, stored bytes as the hosts last measured them (journals), quotas (0 = none)."));
+  async function refresh() {
+    const { universes } = await api("/api/universes");
+    table.replaceChildren(...(universes.length ? universes.map((u) => el("tr", { "data-universe": u.name },
+      el("td", {}, el("a", { href: `#/worlds?universe=${enc(u.name)}` }, u.name)), el("td", {}, u.title),
+      el("td", { class: "num" }, u.worlds), el("td", { class: "num" }, u.running), el("td", { class: "num" }, u.moving),
+      el("td", { class: "num" }, u.waiting), el("td", { class: "num" }, size(u.storedBytes)),
+      el("td", { class: "num" }, u.quota.worlds || "–"), el("td", { class: "num" }, u.quota.bytes ? size(u.quota.bytes) : "–"))) :
+      [el("tr", {}, el("td", { colspan: 9, class: "empty" }, "no universes yet (aos universe create U)"))]));
+  }
+  await refresh();
+  every(2000, () => refresh().catch(() => {}));
+}
+
 async function universesView(view) {
+  if (viaScheduler()) return schedulerUniversesView(view);
   const table = el("tbody");
   view.append(el("h1", {}, "Universes"),
     el("table", { "data-testid": "universes" },
@@ -158,20 +181,23 @@ async function worldsView(view, query) {
       el("option", { value: "" }, "all universes"),
       universes.map((u) => el("option", { value: u, selected: u === universe }, u))),
     el("select", { "data-testid": "filter-state", onchange: (e) => go({ state: e.target.value }) },
-      ["", "awake", "hibernated", "quarantined"].map((s) => el("option", { value: s, selected: s === state }, s || "any state"))),
+      (viaScheduler() ? ["", "running", "moving", "waiting"] : ["", "awake", "hibernated", "quarantined"])
+        .map((s) => el("option", { value: s, selected: s === state }, s || "any state"))),
     search,
     el("select", { "data-testid": "sort", onchange: (e) => go({ sort: e.target.value }) },
       [["activity", "last activity"], ["id", "id"], ["name", "name"], ["journal", "journal height"]]
         .map(([v, t]) => el("option", { value: v, selected: v === sort }, `sort: ${t}`)))));
   const params = new URLSearchParams({ universe, state, q, sort, offset, limit });
   const result = await api(`/api/worlds?${params}`);
+  const cluster = viaScheduler();
   const rows = result.rows.map((w) => el("tr", { "data-world": w.id },
     el("td", {}, el("a", { href: `#/world/${enc(w.universe)}/${enc(w.id)}` }, w.id)),
     el("td", {}, w.name), el("td", {}, w.universe), el("td", {}, badge(w.state)),
-    el("td", { class: "num" }, w.journal), el("td", {}, ago(w.lastEventMs))));
+    ...(cluster ? [el("td", { "data-testid": "host" }, w.host || w.reason || "–"), el("td", { class: "num" }, w.epoch)]
+      : [el("td", { class: "num" }, w.journal), el("td", {}, ago(w.lastEventMs))])));
   view.append(el("table", { "data-testid": "worlds" },
-    el("thead", {}, el("tr", {}, ["world", "name", "universe", "state", "journal", "last activity"]
-      .map((h) => el("th", { class: h === "journal" ? "num" : "" }, h)))),
+    el("thead", {}, el("tr", {}, ["world", "name", "universe", "state", ...(cluster ? ["host", "epoch"] : ["journal", "last activity"])]
+      .map((h) => el("th", { class: h === "journal" || h === "epoch" ? "num" : "" }, h)))),
     el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "empty" }, "no world matches")))),
   el("div", { class: "pager" },
     el("button", { disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - limit) }) }, "← previous"),
@@ -183,6 +209,84 @@ function notConnected(view, title, what) {
   view.append(el("h1", {}, title), el("div", { class: "card", "data-testid": "no-scheduler" },
     el("p", {}, el("strong", {}, "Not connected to a scheduler. "), SESSION.scheduler.reason, "."),
     el("p", { class: "muted" }, what)));
+}
+
+async function clusterView(view) {
+  if (!viaScheduler()) return notConnected(view, "Cluster", "Start the console against aos-scheduler for its hosts, each host's lease, load, worlds per host and storage.");
+  const leader = el("div", { class: "card grid", "data-testid": "leader" });
+  const table = el("tbody");
+  const moveForm = el("div", { class: "actions", "data-testid": "cluster-move" });
+  view.append(el("h1", {}, "Cluster"), leader,
+    el("table", { "data-testid": "hosts" }, el("thead", {}, el("tr", {}, ["host", "address", "lease", "load / capacity",
+      "worlds", "running", "by universe", "labels", "storage"].map((h) => el("th", {}, h)))), table), moveForm,
+    el("p", { class: "muted" }, "A host is listed while its etcd lease lives (it refreshes the lease itself; a host whose lease lapses is failed over). Load is the placed worlds' load; running is what the host reports. Refreshes every 2 s."));
+  let drawnMove = false;
+  async function refresh() {
+    const c = await api("/api/cluster");
+    leader.replaceChildren(...cells("leader", c.leader.id ? `${c.leader.id} at ${c.leader.address} (pid ${c.leader.pid})` : "none (an election runs)",
+      "this scheduler", `${c.thisScheduler.id} ${c.thisScheduler.leading ? "(leading)" : "(standing by)"}`,
+      "slots", c.slots, "etcd keys", c.etcdKeys, "worlds waiting for a host", c.waiting));
+    table.replaceChildren(...(c.hosts.length ? c.hosts.map((h) => el("tr", { "data-host": h.hostId },
+      el("td", {}, el("strong", {}, h.hostId), " ", h.draining ? el("span", { class: "badge quarantined", "data-testid": "draining" }, "draining") : ""),
+      el("td", { class: "mono" }, h.address), el("td", {}, el("span", { class: "badge awake" }, "live")),
+      el("td", { class: "num", "data-testid": "load" }, `${h.load} / ${h.capacity}`), el("td", { class: "num", "data-testid": "worlds" }, h.worlds),
+      el("td", { class: "num" }, h.running),
+      el("td", {}, Object.entries(h.byUniverse).map(([u, n]) => el("a", { href: `#/worlds?universe=${enc(u)}`, class: "sub" }, `${u}: ${n}`))),
+      el("td", { class: "mono" }, Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(" ") || "–"),
+      el("td", { class: "mono" }, h.storage || "local only"))) :
+      [el("tr", {}, el("td", { colspan: 9, class: "empty" }, "no live hosts"))]));
+    if (can("move") && !drawnMove) {
+      drawnMove = true;
+      const world = el("input", { placeholder: "UNIVERSE/WORLD", "data-testid": "cluster-move-world" });
+      const target = el("select", { "data-testid": "cluster-move-host" }, el("option", { value: "" }, "wherever placement puts it"),
+        c.hosts.map((h) => el("option", { value: h.hostId }, h.hostId)));
+      moveForm.append(el("strong", {}, "Move a world: "), world, "to", target, el("button", { class: "danger", "data-testid": "cluster-move-go", onclick: () => {
+        const [u, w] = world.value.split("/");
+        if (!u || !w) { toast("name the world UNIVERSE/WORLD", true); return; }
+        moveWorld(u, w, target.value);
+      } }, "Move…"));
+    }
+  }
+  await refresh();
+  every(2000, () => refresh().catch(() => {}));
+}
+
+function moveWorld(universe, worldId, toHost, after) {
+  return act("Move world", `Move ${universe}/${worldId} to ${toHost || "the host placement picks"}: its host hands it over through shared storage and the new host wakes it (the scheduler's move).`,
+    `/api/world/${enc(universe)}/${enc(worldId)}/move`, { toHost }, after);
+}
+
+function historyRow(e) {
+  return el("tr", { "data-seq": e.seq, "data-kind": e.kind, "data-world": `${e.universeId}/${e.worldId}` },
+    el("td", {}, new Date(e.atMs).toLocaleTimeString()), el("td", {}, el("span", { class: `badge ${e.kind === "failover" ? "quarantined" : "awake"}` }, e.kind)),
+    el("td", {}, el("a", { href: `#/world/${enc(e.universeId)}/${enc(e.worldId)}` }, `${e.universeId}/${e.worldId}`)),
+    el("td", {}, e.fromHost || "–"), el("td", {}, e.toHost), el("td", { class: "num" }, e.epoch), el("td", {}, e.reason));
+}
+
+async function schedulingView(view) {
+  if (!viaScheduler()) return notConnected(view, "Scheduling history", "Start the console against aos-scheduler for its placements, moves and failovers, with their reasons.");
+  const tbody = el("tbody", { "data-testid": "history-rows" });
+  const status = el("span", { class: "live", "data-testid": "live-status" });
+  const older = el("button", { "data-testid": "older" }, "older entries");
+  view.append(el("h1", {}, "Scheduling history"),
+    el("p", { class: "muted" }, "Placements, moves and failovers, newest first, as the scheduler wrote them (each in the same etcd transaction as the placement; the last 512 are kept). New ones arrive live. ", status),
+    el("table", { "data-testid": "history" }, el("thead", {}, el("tr", {}, ["when", "kind", "world", "from", "to", "epoch", "reason"].map((h) => el("th", {}, h)))), tbody),
+    el("div", { class: "pager" }, older));
+  const { entries } = await api("/api/scheduling?limit=100");
+  for (const e of entries) tbody.append(historyRow(e));
+  let oldest = entries.length ? entries[entries.length - 1].seq : 0;
+  older.disabled = entries.length < 100;
+  older.addEventListener("click", async () => {
+    const more = await api(`/api/scheduling?limit=100&before=${oldest}`);
+    for (const e of more.entries) tbody.append(historyRow(e));
+    if (more.entries.length) oldest = more.entries[more.entries.length - 1].seq;
+    older.disabled = more.entries.length < 100;
+  });
+  const source = live(`/api/scheduling/live?after=${entries.length ? entries[0].seq : 0}`, {
+    entry: (e) => tbody.prepend(historyRow(e)),
+    lost: () => { status.textContent = "● scheduler unreachable; retrying"; },
+  });
+  source.onopen = () => { status.textContent = "● live"; };
 }
 
 async function auditView(view, query) {
@@ -215,16 +319,28 @@ async function worldView(view, universe, worldId, query) {
     const out = await act("Fork", `Start a new world from ${worldId}'s current state.`, `${base}/fork`, {});
     if (out) location.hash = `#/world/${enc(universe)}/${enc(out.result.worldId)}`;
   } }, "Fork"));
+  const paused = !!w.info.paused;
+  if (can("pause")) actions.append(paused
+    ? el("button", { class: "primary", "data-testid": "action-resume", onclick: () => act("Resume", `Resume world ${worldId}: the inputs queued while it was paused are delivered, in order, then new ones.`, `${base}/resume`, {}, reload) }, "Resume")
+    : el("button", { "data-testid": "action-pause", onclick: () => act("Pause", `Pause world ${worldId}: it takes no events, timer firings, messages or receipts until resumed; they queue (durably) and none is lost. Running effects keep running; their receipts wait too. The pause is journaled.`, `${base}/pause`, {}, reload) }, "Pause"));
+  if (can("move") && w.placement) {
+    const target = el("select", { "data-testid": "move-host" }, el("option", { value: "" }, "any other host"),
+      (w.hosts || []).filter((h) => h !== w.placement.host).map((h) => el("option", { value: h }, h)));
+    actions.append(el("span", {}, target), el("button", { class: "danger", "data-testid": "action-move",
+      onclick: () => moveWorld(universe, worldId, target.value, (out) => { toast(`moving to ${out.result.hostId} (epoch ${out.result.epoch})`); }) }, "Move…"));
+  }
   if (can("unquarantine") && w.state === "quarantined") actions.append(el("button", { "data-testid": "action-unquarantine",
     onclick: () => act("Release from quarantine", `Let ${worldId} try to wake again.`, `${base}/unquarantine`, {}, reload) }, "Unquarantine"));
   const info = w.info;
   view.append(
-    el("h1", {}, `${worldId} `, badge(w.state), " ", el("span", { class: "muted" }, info.name)),
+    el("h1", {}, `${worldId} `, badge(w.state), " ", paused ? el("span", { class: "badge quarantined", "data-testid": "paused" }, "paused") : "", " ", el("span", { class: "muted" }, info.name)),
     el("div", { class: "card grid", "data-testid": "world-info" }, ...cells(
       "universe", universe, "journal height", info.journalHeight, "last event", ago(info.lastEventMs),
       "manifest", el("span", { class: "mono" }, info.manifestHash),
       "latest snapshot", el("span", { class: "mono" }, info.snapshot || "–"),
       "forked from", info.forkedFrom || "–",
+      ...(w.placement ? ["host", el("span", { "data-testid": "world-host" }, `${w.placement.host || "none"} (epoch ${w.placement.epoch}, ${w.placement.state})`)] : []),
+      ...(paused || info.queued ? ["queued while paused", el("span", { "data-testid": "queued" }, String(info.queued || 0))] : []),
       ...(info.quarantined ? ["quarantined", el("span", { class: "badge quarantined" }, info.quarantined)] : []),
       ...(w.traps.length ? ["recent traps", el("pre", {}, w.traps.join("\n"))] : []))),
     actions,
@@ -466,8 +582,8 @@ async function render() {
     else if (name === "world" && parts.length >= 3) await worldView(view, parts[1], parts[2], query);
     else if (name === "world") location.hash = `#/world/${enc(SESSION.can.universe)}/${enc(SESSION.can.world)}`;
     else if (name === "agent") await agentView(view, parts[1], parts[2], parts.slice(3).join("/"));
-    else if (name === "cluster") notConnected(view, "Cluster", "With aos-scheduler: its hosts, each host's leases, load, worlds per host and storage.");
-    else if (name === "scheduling") notConnected(view, "Scheduling history", "With aos-scheduler: placements, moves and failovers over time, with their reasons.");
+    else if (name === "cluster") await clusterView(view);
+    else if (name === "scheduling") await schedulingView(view);
     else if (name === "audit") await auditView(view, query);
     else view.append(el("p", {}, "no such page"));
   } catch (err) {
