@@ -182,6 +182,22 @@ def _glob(p: dict[str, Any]) -> str:
     return "\n".join(paths) + ("\n[results truncated]" if p.get("truncated") else "")
 
 
+def _browser(p: dict[str, Any]) -> str:
+    """A browser receipt as the model reads it: where the page is, then the snapshot or the log."""
+    lines = [f"{k}: {p[k]}" for k in ("url", "title", "status", "filled") if p.get(k) not in (None, "")]
+    if "hash" in p:
+        lines.append(f"screenshot: {p['hash']} ({p.get('size')} bytes)")
+    for entry in p.get("entries") or []:
+        lines.append(json.dumps(entry, sort_keys=True))
+    if "entries" in p and not p["entries"]:
+        lines.append("(no new log entries)")
+    if p.get("dropped"):
+        lines.append(f"[{p['dropped']} older entries dropped]")
+    if "snapshot" in p:
+        lines.append(str(p["snapshot"]) + ("\n[snapshot truncated]" if p.get("truncated") else ""))
+    return "\n".join(lines)
+
+
 def _auto(p: Any) -> str:
     if isinstance(p, str):
         return p
@@ -196,7 +212,7 @@ def _auto(p: Any) -> str:
 def format_output(kind: str, args: dict[str, Any], status: str, payload: Any) -> tuple[str, bool]:
     """``(text, is_error)`` for a tool's receipt; ``kind`` is the ToolSpec's
     ``output`` (``read``, ``write``, ``edit``, ``patch``, ``grep``, ``glob``,
-    ``exec`` or ``auto``; an unexpected payload falls back to ``auto``)."""
+    ``exec``, ``browser`` or ``auto``; an unexpected payload falls back to ``auto``)."""
     p = payload if isinstance(payload, dict) else {}
     if kind == "exec" and ("exit_code" in p or status == "timeout"):
         return _exec(args, status, p), status != "ok"
@@ -215,6 +231,8 @@ def format_output(kind: str, args: dict[str, Any], status: str, payload: Any) ->
         return _grep(p), False
     if kind == "glob" and "paths" in p:
         return _glob(p), False
+    if kind == "browser" and p:
+        return _browser(p), False
     return _auto(payload), False
 
 

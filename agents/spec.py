@@ -4,7 +4,7 @@ A tool is a name, a description, a JSON schema for its arguments, the effect
 it becomes (``sys/host.fs.read@1``; or ``builtin:<name>`` for the subagent
 tools the session runs itself), an argument mapping (see ``aos.agents.calls``)
 and how its receipt is shown to the model (``output``: ``read``, ``write``,
-``edit``, ``patch``, ``grep``, ``glob``, ``exec`` or ``auto``; see
+``edit``, ``patch``, ``grep``, ``glob``, ``exec``, ``browser`` or ``auto``; see
 ``aos.agents.calls.format_output``). ``to_config()`` is the form the session workflow reads.
 """
 

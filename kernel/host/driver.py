@@ -105,6 +105,8 @@ class WorldDriver:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*[t for t in [self._task, *self._effects.values(), *self._commits] if t], return_exceptions=True)
+        # what the world holds open outside the kernel (browser contexts) goes with its driver
+        await self.host.dispatcher.world_stopped(self.universe, self.world_id)
 
     # --- inputs --------------------------------------------------------------------------------
 

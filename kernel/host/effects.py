@@ -86,6 +86,7 @@ class EffectDispatcher:
         self.secrets = secrets
         self.adapters: dict[str, Adapter] = {}
         self._llm_http: Any = None  # one pooled HTTP client for every llm.generate
+        self._browser: Any = None  # one headless Chromium for every browser.* effect, started on the first
         self._load_host_adapters()
         exec_adapter = self.adapters.get("host.exec")
         if exec_adapter is not None and hasattr(exec_adapter, "run_dir"):
@@ -99,6 +100,14 @@ class EffectDispatcher:
     async def close(self) -> None:
         if self._llm_http is not None:
             await self._llm_http.aclose()
+        if self._browser is not None:
+            await self._browser.close()
+            self._browser = None
+
+    async def world_stopped(self, universe: str, world_id: str) -> None:
+        """A world's driver stopped (hibernation, release, kernel stop): close its browser contexts."""
+        if self._browser is not None:
+            await self._browser.close_world(universe, world_id)
 
     def _load_host_adapters(self) -> None:
         """The adapters that reach outside the kernel; each is optional at import."""
@@ -151,6 +160,8 @@ class EffectDispatcher:
             return await self._llm(driver, intent, params)
         if kind == "effect.cancel":
             return await self._cancel(driver, intent, params)
+        if kind.startswith("browser."):
+            return await self._browser_effect(driver, intent, kind, params, grant.params)
         if kind.split(".", 1)[0] in SYSTEM_FAMILIES:  # governance, reading and making worlds, workspaces, compile
             from aos.kernel.host.system_effects import run_system_effect
 
@@ -231,6 +242,29 @@ class EffectDispatcher:
         error = result.get("error") or {}
         return Receipt.fail(str(error.get("code", "llm_error")), str(error.get("message", "")),
                             **{k: v for k, v in error.items() if k not in ("code", "message") and v is not None})
+
+    async def _browser_effect(self, driver: WorldDriver, intent: EffectIntentRecord, kind: str,
+                              params: Mapping[str, Any], grant_params: Any) -> Receipt:
+        """A browser effect in the context of the emitting cell (its own cookies); screenshots go to CAS."""
+        if self._browser is None:
+            try:
+                from aos.adapters.browser import BrowserAdapter
+            except ImportError as exc:
+                return Receipt.fail("browser_unavailable", f"this kernel has no browser adapter: {exc}")
+            self._browser = BrowserAdapter()
+        universe = driver.universe
+
+        async def put_blob(data: bytes) -> str:
+            return await self.services.cas.put(universe, data)
+
+        async def frame(value: Mapping[str, Any]) -> None:
+            driver.publish_frame(intent.intent_hash, value)
+
+        key = intent.origin.key
+        session = (universe, driver.world_id, "" if key is None else key if isinstance(key, str) else repr(key))
+        call = EffectCall(kind, params, grant_params if isinstance(grant_params, dict) else {},
+                          intent.idempotency_key, None)  # no secrets: a page must never be handed one
+        return await self._browser.run(call, frame, session=session, put_blob=put_blob)
 
     async def _cancel(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
         """Cancel one of the same cell's open intents: stop its adapter (host.exec kills
