@@ -35,6 +35,17 @@ interface Kernel extends(Caps.Held) {
   universes @7 () -> (universes :List(UniverseInfo));
   # Every universe that has hosted worlds or CAS blobs, with its counts.
   # Errors: none.
+
+  deliverPortal @8 (universe :Text, fromWorld :Text, toWorld :Text, messageId :Text,
+                    eventSchema :Text, value :Data) -> (accepted :Bool);
+  # Host to host (a cluster's portal mail, docs/scheduler.md "Cross-host
+  # messages"): put a portal event (value: canonical CBOR) into world
+  # `universe/toWorld`'s inbox on this kernel. accepted is false when this
+  # messageId reached that inbox before (the sender retries with the same id:
+  # at-least-once on the wire, exactly once as the world sees it). fromWorld is
+  # `UNIVERSE/WORLD`. Errors: WorldMoved (the world is not here: ask where it is
+  # now and send again), InvalidArgument (bad names, value not CBOR),
+  # PermissionDenied (not a Kernel capability), PayloadTooLarge.
 }
 
 struct UniverseInfo {

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aos.adapters.base import Adapter, EffectCall, Receipt
-from aos.errors import AosError
+from aos.errors import AosError, InvalidArgument, UnknownWorld
 from aos.kernel import metrics
 from aos.kernel.names import kernel_name
 from aos.kernel.world import cbor
@@ -155,7 +155,7 @@ class EffectDispatcher:
         if kind in ("blob.put", "blob.get"):
             return await self._blob(driver, kind, params)
         if kind == "portal.send":
-            return await self._portal_send(driver, intent, params)
+            return await self._portal_send(driver, intent, params, grant.params)
         if kind == "llm.generate":
             return await self._llm(driver, intent, params)
         if kind == "effect.cancel":
@@ -286,15 +286,42 @@ class EffectDispatcher:
     def _timer_key(self, driver: WorldDriver, intent: EffectIntentRecord) -> str:
         return kernel_name("wt", "") + hashlib.sha256(f"{driver.world_id}\0{intent.idempotency_key}".encode()).hexdigest()[:40]
 
-    async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
-        dest = str(params.get("dest_world", ""))
-        refusal = await self.services.worlds.portal_refusal(driver.universe, dest)  # may acquire it (shared storage)
-        if refusal is not None:
-            return Receipt.fail(*refusal)
-        payload = cbor.encode(
-            {"kind": "event", "schema": params.get("schema"), "value": params.get("value"), "from": driver.world_id}
-        )
-        accepted = await self.services.mailboxes.send(driver.universe, inbox(dest), intent.idempotency_key, payload)
+    async def _portal_send(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any],
+                           grant_params: Any) -> Receipt:
+        from aos.kernel.scheduler.layout import split_world_key, world_key
+        from aos.kernel.world.grants import portal_reaches
+
+        target = str(params.get("dest_world", ""))
+        try:
+            universe, dest = split_world_key(target, driver.universe)  # W (its own universe) or U/W
+        except InvalidArgument as exc:
+            return Receipt.fail("bad_params", str(exc))
+        message_id, sender = intent.idempotency_key, driver.world_id
+        if universe != driver.universe:
+            if not portal_reaches(grant_params.get("worlds") if isinstance(grant_params, dict) else None, target):
+                return Receipt.fail("not_granted", f"world {target!r} is in another universe and the portal grant "
+                                                   f"does not name it (worlds: [{target!r}] or [{universe + '/*'!r}])")
+            # worlds of two universes may share a name, and so their idempotency keys: ids carry the universe
+            message_id, sender = world_key(driver.universe, message_id), world_key(driver.universe, driver.world_id)
+        payload = cbor.encode({"kind": "event", "schema": params.get("schema"), "value": params.get("value"),
+                               "from": sender})
+        worlds = self.services.worlds
+        if worlds.cluster is None:  # one kernel: its own inboxes only
+            refusal = await worlds.portal_refusal(universe, dest)  # may acquire it (shared storage)
+            if refusal is not None:
+                return Receipt.fail(*refusal)
+            accepted = await self.services.mailboxes.send(universe, inbox(dest), message_id, payload)
+        else:  # a cluster: here, or the host it runs on (kernel/scheduler/portal.py)
+            try:
+                accepted = await worlds.cluster.deliver(
+                    universe, dest, message_id, sender, str(params.get("schema", "")),
+                    cbor.encode(params.get("value")),
+                    local=lambda: worlds.receive_portal(universe, dest, message_id, payload),
+                    held=lambda: worlds.registry.get(universe, dest) is not None)
+            except UnknownWorld as exc:
+                return Receipt.fail("unknown_world", str(exc))
+            except AosError as exc:  # refused by the receiving host for good (portal.PERMANENT)
+                return Receipt.fail(exc.code, str(exc))
         metrics.observe_portal(driver.universe, accepted)
         return Receipt.ok(accepted=accepted)
 

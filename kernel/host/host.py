@@ -41,6 +41,7 @@ from aos.kernel.world.stepper import World
 
 if TYPE_CHECKING:
     from aos.kernel.host.handover import HandOver
+    from aos.kernel.scheduler.portal import PortalRoutes
     from aos.kernel.services import KernelServices
 
 log = logging.getLogger("aos.kernel.world")
@@ -90,6 +91,9 @@ class WorldHost:
             from aos.kernel.host.handover import HandOver
 
             self.handover = HandOver(self, services.storage)
+        # in a cluster (aos-kernel --scheduler): where worlds are placed, for portal mail to other hosts
+        # (kernel/scheduler/portal.py; set by the host agent)
+        self.cluster: PortalRoutes | None = None
         # events and receipts journaled per universe since start (kernel/metrics.py, Kernel.universes)
         self.events: Counter[str] = Counter()
         self.receipts: Counter[str] = Counter()
@@ -490,6 +494,9 @@ class WorldHost:
             return None
         if self.handover is None:
             return "unknown_world", f"no world {world_id!r} in universe {universe}"
+        if self.cluster is not None and not self.cluster.placed_here(universe, world_id):
+            # the scheduler runs it elsewhere: acquiring it here would take it from the host it is given to
+            return "world_moved", f"world {universe}/{world_id} is not placed on this host"
         try:
             await self.handover.locate(universe, world_id, "acquire")
         except WorldMoved as exc:
@@ -497,6 +504,15 @@ class WorldHost:
         except UnknownWorld as exc:
             return "unknown_world", str(exc)
         return None
+
+    async def receive_portal(self, universe: str, world_id: str, message_id: str, payload: bytes) -> bool:
+        """Put portal mail into a world's inbox here (False: that message id came before). Raises
+        ``WorldMoved``/``UnknownWorld`` when the world is not here."""
+        refusal = await self.portal_refusal(universe, world_id)  # may acquire it (shared storage)
+        if refusal is not None:
+            code, message = refusal
+            raise (WorldMoved if code == "world_moved" else UnknownWorld)(message)
+        return await self.services.mailboxes.send(universe, inbox(world_id), message_id, payload)
 
     def status_of(self, meta: WorldMeta) -> WorldStatus:
         driver = self._drivers.get((meta.universe, meta.world_id))

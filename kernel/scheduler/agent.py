@@ -176,6 +176,12 @@ class HostAgent:
         self.stopping = False
         self._bytes: dict[str, int] = {}
         self._bytes_at = -1e9
+        # portal mail to worlds on other hosts goes through the mirrors this agent keeps (portal.py)
+        from aos.kernel.scheduler.portal import PortalRoutes
+
+        self.portal = PortalRoutes(self.host_id)
+        if hasattr(self.services.worlds, "cluster"):
+            self.services.worlds.cluster = self.portal
 
     def _kept_host_id(self) -> str:
         path = os.path.join(self.server.config.data_dir, HOST_ID_FILE)
@@ -255,7 +261,16 @@ class HostAgent:
             log.info("event=joined host=%s address=%s scheduler=%s", self.host_id, self.address, self.config.scheduler)
             print(f"joined {self.host_id} scheduler={self.config.scheduler}", flush=True)
             self.joined.set()
-            watch = asyncio.ensure_future(watch_events(etcd, etcd.keys.slots, revision + 1, view.apply))
+            # other hosts' addresses and Kernel tokens, for portal mail; a view of their own, so that
+            # advertisements (ours too) do not wake the assignment loop below
+            peers = ClusterView(etcd.keys)
+            watches = [(etcd.keys.slots, revision + 1, view.apply)]
+            for prefix in (etcd.keys.hosts, etcd.keys.hostcap("")):
+                rows, at = await etcd.get_prefix(prefix)
+                peers.load(rows, at)
+                watches.append((prefix, at + 1, peers.apply))
+            self.portal.attach(view, peers)
+            watch = asyncio.ensure_future(_watch_all(etcd, watches))
             lost = asyncio.ensure_future(lease.lost.wait())
             try:
                 while not lease.lost.is_set() and not watch.done():
@@ -368,6 +383,19 @@ class HostAgent:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self.portal.close()
+
+
+async def _watch_all(etcd: Etcd, watches: list[tuple[bytes, int, Any]]) -> None:
+    """Run several prefix watches; the first to fail ends them all (the session starts again)."""
+    from aos.kernel.scheduler.etcd import watch_events
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for prefix, start, apply in watches:
+                group.create_task(watch_events(etcd, prefix, start, apply))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # what the session's loop knows how to handle (EtcdUnavailable)
 
 
 DRAINED_BY_STOP = b"stopping"
