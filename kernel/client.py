@@ -509,21 +509,12 @@ class WorldClient(RemoteCap):
     async def send_with_outcome(self, schema: str, value: Any) -> tuple[int, dict[str, Any]]:
         """``(seq, outcome)``: outcome is ``{steps, traps: [{workflow, key, code, message}], intents,
         rejected}`` (world.capnp ``SendOutcome``); ``steps > 0`` and ``len(traps) == steps``
-        means every workflow the event reached trapped; ``queued`` that the world is paused and the
-        event waits in its inbox (seq 0) until ``resume``."""
+        means every workflow the event reached trapped."""
         reply = await call(self.cap.send(schema, jsonvalue.dumps(value)))
         outcome = reply.outcome
         traps = [{"workflow": t.workflow, "key": t.key, "code": t.code, "message": t.message} for t in outcome.traps]
         return reply.seq, {"steps": outcome.steps, "traps": traps, "intents": outcome.intents,
-                           "rejected": outcome.rejected, "queued": outcome.queued}
-
-    async def pause(self) -> int:
-        """Stop the world taking inputs (they queue, durably); the control record's journal seq."""
-        return (await call(self.cap.pause())).seq  # type: ignore[no-any-return]
-
-    async def resume(self) -> int:
-        """Deliver what queued while paused, then take inputs again; the control record's journal seq."""
-        return (await call(self.cap.resume())).seq  # type: ignore[no-any-return]
+                           "rejected": outcome.rejected}
 
     async def send_batch(self, events: list[tuple[str, Any]]) -> list[int]:
         batch = [{"eventSchema": schema, "value": jsonvalue.dumps(value)} for schema, value in events]
@@ -547,8 +538,7 @@ class WorldClient(RemoteCap):
 
     async def tail(self, from_seq: int, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
                    on_frame: Callable[[str, Any], Awaitable[None]] | None = None) -> Subscription:
-        # without on_frame the kernel sends no frames at all
-        reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame), on_frame is not None))
+        reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame)))
         return Subscription(reply.handle)
 
     async def snapshot(self) -> tuple[str, int]:
