@@ -361,32 +361,20 @@ async def _scheduled(args: argparse.Namespace, session: Any) -> Any:
         raise InvalidArgument(f"`aos world {action}` talks to one kernel: connect to the world's host "
                               "(`aos world where` names it)")
     from aos.cli_world import run_world
+    from aos.kernel.scheduler.worlds import UniverseWorlds
 
-    worlds = _Introduced(session, universe)
-    return await run_world(args, worlds, None)
-
-
-class _Introduced:
-    """``Worlds.open`` through an introduction: the World capability on the host that runs it."""
-
-    def __init__(self, session: Any, universe: str) -> None:
-        self.session = session
-        self.universe = universe
-
-    async def open(self, world: str) -> Any:
-        from aos.kernel.scheduler.layout import split_world_key
-
-        universe, world = split_world_key(world, self.universe)
-        return await self.session.open_world(universe, world)
+    return await run_world(args, UniverseWorlds(session, universe), None)
 
 
 async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> Any:
     """``aos world ...`` when the token restored a Scheduler or Universe capability (cli.py hands over)."""
-    from aos.cli_connect import read_token
+    from aos.cli_connect import addresses_of, read_token
     from aos.kernel.scheduler.client import SchedulerSession, _restore
 
     token = read_token(args.token_file or os.environ.get("AOS_TOKEN_FILE") or "", True)
-    session = SchedulerSession(conn, await _restore(conn, token), token)
+    # every scheduler address given, so a call that finds this one gone (or a standby) turns to the others
+    others = [a for a in addresses_of(args) if a != conn.address]
+    session = SchedulerSession(conn, await _restore(conn, token), token, [conn.address, *others])
     try:
         result = await _scheduled(args, session)
     finally:

@@ -93,14 +93,36 @@ def read_token(path: str, explicit: bool) -> str:
     return token
 
 
-async def connect(args: argparse.Namespace) -> tuple[Any, Held]:
-    """Open the connection the options name and restore the token: ``(connection, what it holds)``."""
-    from aos.kernel.client import Connection
+def addresses_of(args: argparse.Namespace) -> list[str]:
+    """The addresses ``--connect`` names: one, or several comma-separated (a cluster's schedulers)."""
+    spec = args.connect or default_connect()
+    found = [a.strip() for a in spec.split(",") if a.strip()]
+    if not found:
+        raise InvalidArgument(f"--connect {spec!r} names no address")
+    return found
 
-    address = args.connect or default_connect()
+
+async def connect(args: argparse.Namespace) -> tuple[Any, Held]:
+    """Open the connection the options name and restore the token: ``(connection, what it holds)``.
+    With several addresses (``A,B``: a cluster's schedulers) the first that answers is used."""
+    addresses = addresses_of(args)
     explicit = args.token_file is not None or "AOS_TOKEN_FILE" in os.environ
     token = read_token(args.token_file or default_token_file(), explicit)
-    tls = tls_options(args)
+    failure: KernelUnavailable | None = None
+    for address in addresses:
+        try:
+            return await _connect_one(address, token, tls_options(args))
+        except KernelUnavailable as exc:
+            failure = exc
+    assert failure is not None
+    if len(addresses) == 1:
+        raise failure
+    raise KernelUnavailable(f"nothing answers at {', '.join(addresses)}: {failure}")
+
+
+async def _connect_one(address: str, token: str, tls: TlsOptions | None) -> tuple[Any, Held]:
+    from aos.kernel.client import Connection
+
     conn = await Connection.open(address, tls=tls)
     try:
         cap, info = await conn.restore_with_info(token)

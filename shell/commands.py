@@ -127,6 +127,8 @@ def _json_arg(text: str, what: str) -> Any:
 # --- kernel and universe --------------------------------------------------------------------
 @command("status", "status", "the kernel: version, uptime, load and limits")
 async def _status(ctx: Context, cmd: Command) -> Output:
+    if ctx.session.cluster is not None:
+        return await _cluster_status(ctx)
     assert ctx.session.kernel is not None
     s = await ctx.session.kernel.status()
     limits = s["limits"]
@@ -143,6 +145,35 @@ async def _status(ctx: Context, cmd: Command) -> Output:
         ("you are in", ctx.session.where()),
     )
     return [Table(("", ""), rows, tuple(("key", "") for _ in rows))]
+
+
+async def _cluster_status(ctx: Context) -> Output:
+    """The cluster as its scheduler sees it (a universe token sees its universe only)."""
+    from aos.kernel.scheduler.client import SchedulerClient
+
+    cluster = ctx.session.cluster
+    assert cluster is not None
+    if not isinstance(cluster.cap, SchedulerClient):
+        info = await (await cluster.universe(ctx.session.universe)).info()
+        rows: tuple[tuple[str, str], ...] = (
+            ("scheduler", ctx.session.target.address),
+            ("universe", f"{info['universeId']} ({info.get('name') or 'no name'}), {info.get('worlds', 0)} worlds"),
+            ("you are in", ctx.session.where()),
+        )
+        return [Table(("", ""), rows, tuple(("key", "") for _ in rows))]
+    s = await cluster.scheduler.status()
+    leader = s["leader"]
+    head: tuple[tuple[str, str], ...] = (
+        ("scheduler", f"leader {leader.get('id') or '(election running)'} at {leader.get('address', '')}"),
+        ("universes", str(len(s.get("universes", [])))),
+        ("waiting", f"{s.get('waiting', 0)} worlds without a live host"),
+        ("you are in", ctx.session.where()),
+    )
+    hosts = tuple((h["hostId"], h["address"], str(h["worlds"]), f"{h['load']:g}/{h['capacity']:g}",
+                   "draining" if h["draining"] else (h.get("health") or "live")) for h in s.get("hosts", []))
+    return [Table(("", ""), head, tuple(("key", "") for _ in head)),
+            Table(("HOST", "ADDRESS", "WORLDS", "LOAD", "STATE"), hosts, tuple(("", "dim", "", "", "") for _ in hosts),
+                  empty="(no hosts have joined)")]
 
 
 @command("universe", "universe [NAME]", "show the universe, or switch to NAME (leaves the world)", args=(0, 1))
@@ -163,6 +194,13 @@ async def _universe(ctx: Context, cmd: Command) -> Output:
 @command("worlds", "worlds", "list the worlds of this universe")
 async def _worlds(ctx: Context, cmd: Command) -> Output:
     listed = sorted(await (await ctx.session.worlds()).list(), key=lambda w: w["worldId"])
+    if ctx.session.cluster is not None:  # the scheduler knows where each runs, the hosts the rest
+        placed = tuple((("* " if w["worldId"] == ctx.session.world_id else "  ") + w["worldId"], w["name"],
+                        w["hostId"] or "-", w["state"] + (f" ({w['reason']})" if w["reason"] else ""))
+                       for w in listed)
+        return [Table(("  ID", "NAME", "HOST", "STATE"), placed,
+                      tuple(("", "", "dim", "ok" if row[3] == "running" else "warn") for row in placed),
+                      empty=f"(no worlds in universe {ctx.session.universe}: make one with `create BUNDLE_DIR`)")]
     rows, styles = [], []
     for w in listed:
         here = w["worldId"] == ctx.session.world_id
@@ -286,7 +324,15 @@ def _int_option(cmd: Command, name: str, default: int) -> int:
 
 
 async def _tail(ctx: Context, world: Any, start: int) -> None:
+    from aos.kernel.scheduler.client import FollowingWorld
+
+    shown = start  # the next seq to show: a tail opened again after a move starts there
+
     async def on_record(seq: int, record: dict[str, Any]) -> None:
+        nonlocal shown
+        if seq < shown:
+            return
+        shown = seq + 1
         ctx.emit([Line(_line(record), record_style(record))])
 
     async def on_frame(intent_hash: str, frame: Any) -> None:
@@ -295,11 +341,21 @@ async def _tail(ctx: Context, world: Any, start: int) -> None:
     subscription = await world.tail(start, on_record, on_frame)
     ctx.emit([Line(f"following {ctx.session.world_id} from seq {start} (Ctrl-C to stop)", "dim")])
     try:
-        kernel = ctx.session.kernel
-        assert kernel is not None
         while True:  # a tail has no end; check now and then that the kernel is still there
-            await asyncio.sleep(3)
-            await kernel.status()
+            if not isinstance(world, FollowingWorld):
+                await asyncio.sleep(3)
+                await ctx.session.ping()
+                continue
+            # on a cluster: a read finds the world again if it moved; the tail then goes on on its new host
+            await asyncio.sleep(1)
+            moves = world.moves
+            await world.describe()
+            if world.moves != moves:
+                with contextlib.suppress(AosError, asyncio.TimeoutError):
+                    await asyncio.wait_for(subscription.cancel(), 2)
+                subscription = await world.tail(shown, on_record, on_frame)
+                ctx.emit([Line(f"({ctx.session.world_id} moved host: following it there from seq {shown})",
+                               "dim")])
     finally:
         with contextlib.suppress(AosError, asyncio.TimeoutError):
             await asyncio.wait_for(subscription.cancel(), 2)
@@ -505,12 +561,10 @@ async def _turn(ctx: Context, world: Any, text: str) -> bool:
     subscription = await world.tail(int(info["journalHeight"]), on_record, on_frame)
     try:
         await world.send(COMMAND, input_event(AGENT_SESSION, text))
-        kernel = ctx.session.kernel
-        assert kernel is not None
         while not done.done():  # a lost kernel never ends the turn: check on it now and then
             await asyncio.wait({done}, timeout=3)
             if not done.done():
-                await kernel.status()
+                await ctx.session.ping()
     except asyncio.CancelledError:
         with contextlib.suppress(AosError, asyncio.TimeoutError):
             await asyncio.wait_for(world.send(COMMAND, abort_event(AGENT_SESSION)), 5)

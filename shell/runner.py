@@ -85,13 +85,17 @@ class Runner:
         try:
             for news in await self.session.ensure():
                 self.note([Line(news, "warn")])
-            assert self.session.kernel is not None
-            status = await self.session.kernel.status()
+            if self.session.cluster is not None:
+                await self.session.ping()
+                what = "a cluster's scheduler"
+            else:
+                assert self.session.kernel is not None
+                what = f"aos-kernel {(await self.session.kernel.status())['version']}"
         except AosError as exc:
             self.session.lost()
             self.error(exc)
             return False
-        self.emit([Line(f"connected to aos-kernel {status['version']} at {self.session.target.address}; "
+        self.emit([Line(f"connected to {what} at {self.session.target.address}; "
                         "type help for commands, Ctrl-D to leave", "dim")])
         return True
 

@@ -8,6 +8,11 @@ old connection (worlds, cas) are forgotten with it.
 
 With no ``--connect`` the shell talks to the local laptop kernel and starts
 one (detached, on the default data dir) if none answers.
+
+Given a scheduler (``--connect A,B`` with a scheduler or universe token) the
+shell works on the cluster: worlds are listed, created and entered through
+the scheduler, and the world one is in is followed when it moves to another
+host (``FollowingWorld``), so commands and a live journal tail go on there.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 from dataclasses import dataclass
 
 from aos.cli_connect import read_token
 from aos.errors import AosError, InvalidArgument, KernelUnavailable
 from aos.kernel.client import CasClient, Connection, KernelClient, TlsOptions, WorldClient, WorldsClient
+from aos.kernel.scheduler.client import SchedulerSession, scheduler_addresses
+from aos.kernel.scheduler.worlds import UniverseWorlds
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class Target:
 
 
 def label_for(address: str) -> str:
+    address = address.split(",", 1)[0]  # several scheduler addresses: the first names the cluster
     kind, _, rest = address.partition(":")
     if kind == "unix":
         return os.path.basename(os.path.dirname(rest)) or rest
@@ -60,23 +69,36 @@ class Session:
         self.start_timeout = start_timeout
         self.conn: Connection | None = None
         self.kernel: KernelClient | None = None
+        self.cluster: SchedulerSession | None = None  # set instead of kernel when the token is a scheduler's
         self.ever_connected = False
-        self._worlds: WorldsClient | None = None
-        self._world: WorldClient | None = None
+        self._worlds: WorldsClient | UniverseWorlds | None = None
+        self._world: Any = None  # a WorldClient, or on a cluster a FollowingWorld
         self._cas: CasClient | None = None
 
     # --- the connection -----------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.kernel is not None
+        return self.kernel is not None or self.cluster is not None
 
     def _token(self) -> str:
         # a missing local admin token means no local kernel ever ran: KernelUnavailable, so one is started
         return read_token(self.target.token_file, explicit=not self.target.data_dir)
 
     async def _open(self) -> None:
+        addresses = scheduler_addresses(self.target.address)
+        if len(addresses) > 1:  # only a cluster has several addresses: its schedulers
+            self.cluster = await SchedulerSession.open(addresses, self._token())
+            self.conn = self.cluster.conn
+            return
         conn = await Connection.open(self.target.address, tls=self.target.tls)
         try:
+            cap, info = await conn.restore_with_info(self._token())
+            if info.kind in ("scheduler", "universe"):
+                self.cluster = SchedulerSession(conn, cap, self._token(), addresses)
+                if info.kind == "universe":
+                    self.universe = str(info.universe)
+                self.conn = conn
+                return
             kernel = await conn.restore_kernel(self._token())
         except BaseException:
             _close(conn)
@@ -85,7 +107,7 @@ class Session:
 
     async def ensure(self) -> list[str]:
         """Connect if not connected; returns notes for the user ("reconnected", "started ...")."""
-        if self.kernel is not None:
+        if self.connected:
             return []
         notes: list[str] = []
         try:
@@ -108,9 +130,12 @@ class Session:
 
     def lost(self) -> None:
         """Forget the connection and everything minted on it (after ``KernelUnavailable``)."""
-        if self.conn is not None:
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+        elif self.conn is not None:
             _close(self.conn)
-        self.conn = self.kernel = None
+        self.conn = self.kernel = self.cluster = None
         self._worlds = self._world = self._cas = None
 
     def close(self) -> None:
@@ -148,12 +173,25 @@ class Session:
     # --- capabilities for the current location --------------------------------------------
     def _kernel(self) -> KernelClient:
         if self.kernel is None:
+            if self.cluster is not None:
+                raise InvalidArgument("this is a cluster (a scheduler token): that command talks to one kernel; "
+                                      "connect to a host kernel for it")
             raise KernelUnavailable("not connected")
         return self.kernel
 
-    async def worlds(self) -> WorldsClient:
+    async def ping(self) -> None:
+        """A cheap call that fails with ``KernelUnavailable`` when what we talk to is gone."""
+        if self.cluster is not None:
+            await self.cluster.on_leader(lambda s: s.universe(self.universe))
+            return
+        await self._kernel().status()
+
+    async def worlds(self) -> WorldsClient | UniverseWorlds:
         if self._worlds is None:
-            self._worlds = await self._kernel().worlds(self.universe)
+            if self.cluster is not None:
+                self._worlds = UniverseWorlds(self.cluster, self.universe)
+            else:
+                self._worlds = await self._kernel().worlds(self.universe)
         return self._worlds
 
     async def cas(self) -> CasClient:
@@ -177,7 +215,11 @@ class Session:
         self.world_id, self._world = "", None
 
     async def switch_universe(self, name: str) -> None:
-        worlds = await self._kernel().worlds(name)
+        if self.cluster is not None:
+            await (await self.cluster.universe(name)).info()  # refused here if it is none or not ours
+            worlds: WorldsClient | UniverseWorlds = UniverseWorlds(self.cluster, name)
+        else:
+            worlds = await self._kernel().worlds(name)
         self.universe, self._worlds, self._cas = name, worlds, None
         self.leave()
 
