@@ -115,8 +115,12 @@ class WorldDriver:
         bad = self.world.check_event(schema, value)
         if bad is not None:
             raise bad
+        return await self.submit_event(schema, value, extra_ops)
+
+    def submit_event(self, schema: str, value: Any, extra_ops: list[Op] | None = None) -> asyncio.Future[int]:
+        """Journal and apply an event the caller has just door-checked against this world (no await between)."""
         record = EventRecord(schema, value, Stamp(time.time_ns(), os.urandom(16)))
-        return await self.submit(record, extra_ops, door_checked=True)
+        return self.submit(record, extra_ops, door_checked=True)
 
     async def deliver_receipt(self, intent_hash: str, receipt: Receipt, extra_ops: list[Op] | None = None) -> None:
         payload: Any = dict(receipt.payload)
