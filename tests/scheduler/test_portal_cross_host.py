@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import pytest
 from aos.errors import AosError, InvalidArgument, PermissionDenied, WorldMoved
 from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster
 from aos.kernel.storage.objects import S3Objects, make_client
 from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
 from aos.kernel.world import cbor
@@ -61,24 +62,40 @@ def sends(dest: str, ids: list[str]) -> dict[str, Any]:
                         for i in ids]}
 
 
+@contextlib.contextmanager
+def running_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    """etcd (a fresh prefix), a scheduler and 3 hosts on one moto bucket, each running the scripted workflow."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in AWS_VARIABLES_TO_CLEAR:
+            env.delenv(name, raising=False)
+        for name, value in moto_server.env().items():
+            env.setenv(name, value)
+        bucket = f"aos-{uuid.uuid4().hex[:12]}"
+        S3Objects(make_client(), bucket).ensure_bucket()
+        with tempfile.TemporaryDirectory(prefix="aosp-", dir="/tmp") as root:
+            c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10,
+                             host_args=[["--python-module", SCRIPTED_MODULE]] * 3)
+            try:
+                c.start(etcd)
+                for kernel in c.kernels:
+                    c.wait_joined(kernel)
+                yield c
+            finally:
+                c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(etcd_server: EtcdProcess, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    """One cluster for the tests that kill nothing (each uses universes of its own)."""
+    with running_cluster(f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}", moto_server) as c:
+        yield c
+
+
 @pytest.fixture
-def cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    with tempfile.TemporaryDirectory(prefix="aosp-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10,
-                         host_args=[["--python-module", SCRIPTED_MODULE]] * 3)
-        try:
-            c.start(etcd)
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            yield c
-        finally:
-            c.stop()
+def own_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    """A cluster of the test's own (it kills a host)."""
+    with running_cluster(etcd, moto_server) as c:
+        yield c
 
 
 async def until(check: Any, timeout: float = 60.0) -> Any:
@@ -104,14 +121,15 @@ async def where(s: SchedulerSession, universe: str, world: str) -> str:
     return str(placement["hostId"]) if placement["state"] == "running" else ""
 
 
-async def pair(s: SchedulerSession, sender_grant: list[str] | None = None, receiver_universe: str = "u",
+async def pair(s: SchedulerSession, u: str, sender_grant: list[str] | None = None, receiver_universe: str = "",
                sender_host: str = "host0", receiver_host: str = "host1") -> None:
-    """Universe u (and the receiver's), world ``s`` pinned on ``sender_host`` and world ``r`` running on
+    """Universe ``u`` (and the receiver's), world ``s`` pinned on ``sender_host`` and world ``r`` running on
     ``receiver_host`` (unpinned, so it can move)."""
+    receiver_universe = receiver_universe or u
     await until(lambda: _hosts(s, 3))
-    for universe in {"u", receiver_universe}:
+    for universe in {u, receiver_universe}:
         await s.scheduler.create_universe(universe)
-    await (await s.universe("u")).create_world(manifest(sender_grant), None, "s", pin=sender_host)
+    await (await s.universe(u)).create_world(manifest(sender_grant), None, "s", pin=sender_host)
     await (await s.universe(receiver_universe)).create_world(manifest(), None, "r")
     if await where(s, receiver_universe, "r") != receiver_host:
         await s.scheduler.move(receiver_universe, "r", receiver_host)
@@ -129,7 +147,7 @@ async def _running_on(s: SchedulerSession, universe: str, world: str, host: str)
     return True
 
 
-async def received(s: SchedulerSession, universe: str = "u") -> collections.Counter[str]:
+async def received(s: SchedulerSession, universe: str) -> collections.Counter[str]:
     """How many times each message id reached world r, from its journal."""
     world = await s.open_world(universe, "r")
     records, _ = await world.journal(0, 0)
@@ -137,7 +155,7 @@ async def received(s: SchedulerSession, universe: str = "u") -> collections.Coun
                                if r["kind"] == "event" and isinstance(r.get("value"), dict) and "id" in r["value"])
 
 
-def all_received(s: SchedulerSession, ids: list[str], universe: str = "u") -> Any:
+def all_received(s: SchedulerSession, universe: str, ids: list[str]) -> Any:
     async def check() -> collections.Counter[str] | None:
         got = await received(s, universe)
         return got if set(got) >= set(ids) else None
@@ -145,16 +163,33 @@ def all_received(s: SchedulerSession, ids: list[str], universe: str = "u") -> An
     return check
 
 
-async def sender_receipts(s: SchedulerSession) -> list[Any]:
-    return list((await (await s.open_world("u", "s")).state(WORKFLOW))["receipts"])
+async def sender_receipts(s: SchedulerSession, u: str, world: str = "s") -> list[Any]:
+    return list((await (await s.open_world(u, world)).state(WORKFLOW))["receipts"])
 
 
-def receipts_for(s: SchedulerSession, n: int) -> Any:
+def receipts_for(s: SchedulerSession, u: str, n: int, world: str = "s") -> Any:
     async def check() -> list[Any] | None:
-        got = await sender_receipts(s)
+        got = await sender_receipts(s, u, world)
         return got if len(got) >= n else None
 
     return check
+
+
+
+async def replays_on_its_host(c: LocalCluster, s: SchedulerSession, universe: str) -> str:
+    """World r replays byte for byte from its journal, read on the host that runs it; returns that host."""
+    host = await where(s, universe, "r")
+    kernel = c.kernels[int(host.removeprefix("host"))]
+    async with await Connection.open(kernel.address) as conn:
+        admin = await conn.restore_kernel(kernel.admin_token)
+        world = await (await admin.worlds(universe)).open("r")
+        await assert_replays(admin, universe, world, "r", manifest(), {})
+    return host
+
+
+def assert_all_sent(receipts: list[Any], n: int) -> None:
+    assert len(receipts) == n
+    assert all(r[:2] == [PORTAL, "ok"] for r in receipts), receipts
 
 
 def test_a_world_on_another_host_gets_each_message_once_and_replays(cluster: LocalCluster) -> None:
@@ -162,21 +197,130 @@ def test_a_world_on_another_host_gets_each_message_once_and_replays(cluster: Loc
 
     async def main() -> tuple[Any, ...]:
         async with await session(cluster) as s:
-            await pair(s)
-            await (await s.open_world("u", "s")).send(SCRIPT, sends("r", ids))
-            got = await until(all_received(s, ids))
-            receipts = await until(receipts_for(s, len(ids)))
-            host = await where(s, "u", "r")
-            # the receiving world replays byte for byte, on the host that runs it
-            kernel = cluster.kernels[int(host.removeprefix("host"))]
-            async with await Connection.open(kernel.address) as conn:
-                admin = await conn.restore_kernel(kernel.admin_token)
-                world = await (await admin.worlds("u")).open("r")
-                await assert_replays(admin, "u", world, "r", manifest(), {})
-            return got, receipts, host
+            await pair(s, "p1")
+            await (await s.open_world("p1", "s")).send(SCRIPT, sends("r", ids))
+            got = await until(all_received(s, "p1", ids))
+            receipts = await until(receipts_for(s, "p1", len(ids)))
+            return got, receipts, await replays_on_its_host(cluster, s, "p1")
 
     got, receipts, host = run(main())
     assert host == "host1"
     assert got == {i: 1 for i in ids}
-    assert [r[:2] for r in receipts] == [[PORTAL, "ok"]] * len(ids)
+    assert_all_sent(receipts, len(ids))
     assert all(r[2] == {"accepted": True} for r in receipts)
+
+
+def test_messages_sent_while_the_receiver_moves_arrive_once(cluster: LocalCluster) -> None:
+    ids = [f"m{i}" for i in range(30)]
+
+    async def main() -> tuple[Any, ...]:
+        async with await session(cluster) as s:
+            await pair(s, "p2")
+            sender = await s.open_world("p2", "s")
+            move: asyncio.Task[Any] | None = None
+            for i, one in enumerate(ids):
+                await sender.send(SCRIPT, sends("r", [one]))
+                if i == 5:  # the rest go out while the receiver is released and acquired elsewhere
+                    move = asyncio.ensure_future(s.scheduler.move("p2", "r", "host2"))
+            assert move is not None
+            await move
+            got = await until(all_received(s, "p2", ids))
+            receipts = await until(receipts_for(s, "p2", len(ids)))
+            host = await until(lambda: _running_on(s, "p2", "r", "host2"))
+            return got, receipts, host, await replays_on_its_host(cluster, s, "p2")
+
+    got, receipts, _, host = run(main())
+    assert host == "host2"
+    assert got == {i: 1 for i in ids}  # none lost, none doubled
+    assert_all_sent(receipts, len(ids))
+
+
+def test_across_universes_only_under_a_grant_that_names_the_universe(cluster: LocalCluster) -> None:
+    async def main() -> tuple[Any, ...]:
+        async with await session(cluster) as s:
+            await pair(s, "p3", receiver_universe="p3other")
+            plain = await s.open_world("p3", "s")  # its grant reaches its own universe only
+            _, refused = await plain.send_with_outcome(SCRIPT, sends("p3other/r", ["no"]))
+            other = await (await s.universe("p3")).create_world(manifest(["p3other/elsewhere"]), None, "s2",
+                                                                pin="host0")
+            _, refused_too = await (await s.open_world("p3", "s2")).send_with_outcome(
+                SCRIPT, sends("p3other/r", ["no2"]))
+            await (await s.universe("p3")).create_world(manifest(["p3other/*"]), None, "s3", pin="host0")
+            await (await s.open_world("p3", "s3")).send(SCRIPT, sends("p3other/r", ["yes"]))
+            got = await until(all_received(s, "p3other", ["yes"]))
+            receipts = await until(receipts_for(s, "p3", 1, "s3"))
+            plain_receipts = await until(receipts_for(s, "p3", 1))
+            return refused, refused_too, got, receipts, plain_receipts, other
+
+    refused, refused_too, got, receipts, plain_receipts, _ = run(main())
+    assert refused["rejected"] == 1 and refused["intents"] == 0
+    assert refused_too["rejected"] == 1 and refused_too["intents"] == 0
+    assert plain_receipts[0][1] == "error" and "another universe" in str(plain_receipts[0][2])
+    assert got == {"yes": 1}
+    assert_all_sent(receipts, 1)
+
+
+def test_only_a_hosts_kernel_capability_delivers(cluster: LocalCluster) -> None:
+    value = cbor.encode({"id": "direct"})
+
+    async def main() -> tuple[Any, ...]:
+        async with await session(cluster) as s:
+            await pair(s, "p4")
+            kernel = cluster.kernels[1]  # runs p4/r
+            intro = await (await s.universe("p4")).introduce("r")
+            async with await Connection.open(kernel.address) as conn:
+                errors: list[str] = []
+                for token in ("forged-" + "0" * 40, intro["token"]):
+                    try:
+                        await conn.restore_kernel(token)
+                    except AosError as exc:
+                        errors.append(exc.code)
+                admin = await conn.restore_kernel(kernel.admin_token)
+                delegated = await admin.delegate()
+                assert await delegated.deliver_portal("p4", "p4/x", "r", "direct-1", SCRIPT, value) is True
+                again = await delegated.deliver_portal("p4", "p4/x", "r", "direct-1", SCRIPT, value)
+                await delegated.revoker.revoke()
+                with pytest.raises(AosError) as revoked:
+                    await delegated.deliver_portal("p4", "p4/x", "r", "direct-2", SCRIPT, value)
+                with pytest.raises(WorldMoved):  # p4/s runs on host0
+                    await admin.deliver_portal("p4", "p4/x", "s", "direct-3", SCRIPT, value)
+                with pytest.raises(InvalidArgument):
+                    await admin.deliver_portal("p4", "p4/x", "r", "direct-4", SCRIPT, b"\xff\xfe")
+                with pytest.raises(InvalidArgument):
+                    await admin.deliver_portal("p4", "p4/x", "no/such", "direct-5", SCRIPT, value)
+            got = await until(all_received(s, "p4", ["direct"]))
+            return errors, again, revoked.value.code, got
+
+    errors, again, revoked, got = run(main())
+    assert errors == ["InvalidToken", "PermissionDenied"]  # a forged token; a world's token is no Kernel
+    assert again is False  # the same message id again: not delivered twice
+    assert revoked == "Revoked"
+    assert got == {"direct": 1}
+
+
+def test_messages_reach_the_receiver_after_its_host_is_killed(own_cluster: LocalCluster) -> None:
+    first, rest = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(10)]
+
+    async def before() -> None:
+        async with await session(own_cluster) as s:
+            await pair(s, "p5")
+            sender = await s.open_world("p5", "s")
+            for one in first:
+                await sender.send(SCRIPT, sends("r", [one]))
+
+    run(before())
+    own_cluster.kernels[1].kill()  # SIGKILL the receiver's host, with mail in flight or just accepted
+
+    async def after() -> tuple[Any, ...]:
+        async with await session(own_cluster) as s:
+            sender = await s.open_world("p5", "s")
+            for one in rest:
+                await sender.send(SCRIPT, sends("r", [one]))
+            got = await until(all_received(s, "p5", first + rest), timeout=90)
+            receipts = await until(receipts_for(s, "p5", len(first + rest)), timeout=90)
+            return got, receipts, await replays_on_its_host(own_cluster, s, "p5")
+
+    got, receipts, host = run(after())
+    assert host in ("host0", "host2")
+    assert got == {i: 1 for i in first + rest}
+    assert_all_sent(receipts, len(first + rest))
