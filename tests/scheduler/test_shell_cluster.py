@@ -20,7 +20,7 @@ import pytest
 
 from aos.kernel.client import run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster
 from aos.kernel.storage.objects import S3Objects, make_client
 from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
 
@@ -29,20 +29,23 @@ COUNTER = os.path.join(REPO, "examples", "counter")
 PROMPT_IN_C3 = r"u/c3(?:\x1b\[[0-9;?]*[A-Za-z])*>"  # prompt_toolkit draws escape codes before the ">"
 
 
-@pytest.fixture
-def cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    with tempfile.TemporaryDirectory(prefix="aossh-", dir="/tmp") as root:
+@pytest.fixture(scope="module")
+def cluster(etcd_server: EtcdProcess, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    """One cluster (2 hosts on S3, universe ``u``) for the module: each test uses worlds of its own."""
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            tempfile.TemporaryDirectory(prefix="aossh-", dir="/tmp") as root:
+        for name in AWS_VARIABLES_TO_CLEAR:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in moto_server.env().items():
+            monkeypatch.setenv(name, value)
+        bucket = f"aos-{uuid.uuid4().hex[:12]}"
+        S3Objects(make_client(), bucket).ensure_bucket()
         c = LocalCluster(root, hosts=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10)
         try:
-            c.start(etcd)
+            c.start(f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}")
             for kernel in c.kernels:
                 c.wait_joined(kernel)
+            _admin(c, lambda s: s.scheduler.create_universe("u"))
             yield c
         finally:
             c.stop()
@@ -70,7 +73,6 @@ def _admin(cluster: LocalCluster, action: Any) -> Any:
 
 
 def test_shell_creates_enters_and_uses_a_world_through_the_scheduler(cluster: LocalCluster) -> None:
-    _admin(cluster, lambda s: s.scheduler.create_universe("u"))
     # a dead address first: the shell turns to the next, as it would after losing a scheduler
     dead = "tcp:127.0.0.1:1"
     done = _shell_script(cluster, f"{dead},{cluster.addresses}",
@@ -89,7 +91,6 @@ def test_shell_creates_enters_and_uses_a_world_through_the_scheduler(cluster: Lo
 
 
 def test_aos_world_takes_several_scheduler_addresses(cluster: LocalCluster) -> None:
-    _admin(cluster, lambda s: s.scheduler.create_universe("u"))
     env = {**_env(), "AOS_CONNECT": f"tcp:127.0.0.1:1,{cluster.addresses}",
            "AOS_TOKEN_FILE": cluster.scheduler.token_path}
 
@@ -111,7 +112,6 @@ def test_shell_tail_follows_the_world_to_its_new_host(cluster: LocalCluster) -> 
     doc, wasm = read_bundle(COUNTER)
 
     async def create(s: SchedulerSession) -> str:
-        await s.scheduler.create_universe("u")
         placement, _ = await (await s.universe("u")).create_world(doc, wasm, "c3")
         await s.follow("u", "c3").send("demo/CounterEvent@1", {"by": 1})
         return str(placement["hostId"])
