@@ -538,7 +538,8 @@ class WorldClient(RemoteCap):
 
     async def tail(self, from_seq: int, on_record: Callable[[int, dict[str, Any]], Awaitable[None]],
                    on_frame: Callable[[str, Any], Awaitable[None]] | None = None) -> Subscription:
-        reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame)))
+        # without on_frame the kernel sends no frames at all
+        reply = await call(self.cap.tail(from_seq, _WorldWatcher(on_record, on_frame), on_frame is not None))
         return Subscription(reply.handle)
 
     async def snapshot(self) -> tuple[str, int]:

@@ -10,10 +10,11 @@ from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
 from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
 from aos.kernel.host import jsonvalue
-from aos.kernel.host.host import WorldHost, WorldStatus
+from aos.kernel.host.host import QUEUED, WorldHost, WorldStatus
 from aos.kernel.host.registry import journal_universe
 from aos.kernel.names import key as name_key
 from aos.kernel.rpc import remote
+from aos.kernel.world import cbor
 from aos.kernel.world.records import (DomainEventRecord, EffectIntentRecord, EffectRejectedRecord, TrapRecord,
                                        decode_record)
 from aos.kernel.host.governance import DEFAULT_SAMPLE
@@ -34,13 +35,17 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
         "forkedFrom": meta.forked_from,
         "quarantined": meta.quarantined,
         "released": status.released,
+        "paused": meta.paused,
     }
 
 
 def record_json(seq: int, raw: bytes) -> str:
     """A journal record as JSON, with its journal position under ``"at"`` (some
     records have a ``seq`` field of their own: the world's input counter)."""
-    value = decode_record(raw).to_value()
+    # the decoded value is the record's {kind, ...fields}; JSON sorts the keys (so no record object)
+    value = cbor.decode(raw)
+    if not isinstance(value, dict) or "kind" not in value:
+        value = decode_record(raw).to_value()  # raises the RecordError that says what is wrong
     value["at"] = seq
     return jsonvalue.dumps(value)
 
@@ -140,6 +145,8 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         _check_writable(self.grant, "send events")
         # (a field named "schema" would be shadowed by pycapnp's reader attribute)
         seq = await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
+        if seq == QUEUED:
+            return 0, {"steps": 0, "traps": [], "intents": 0, "rejected": 0, "queued": True}
         try:
             return seq, await self._outcome(eventSchema, seq)
         except UnknownWorld:  # handed over right after the event was durable: it is, so the send succeeded
@@ -220,9 +227,9 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         return self.services.journal.read(journal_universe(self.universe), self.world_id, fromSeq, limit)
 
     @remote()
-    async def tail(self, fromSeq: int, watcher: Any, _context: Any, **kwargs: Any) -> Any:
+    async def tail(self, fromSeq: int, watcher: Any, _context: Any, frames: bool = True, **kwargs: Any) -> Any:
         self.host.meta(self.universe, self.world_id)
-        task = self.services.subscribe(self.grant, _watch(self, fromSeq, watcher))
+        task = self.services.subscribe(self.grant, _watch(self, fromSeq, watcher, frames))
         return HandleImpl(task)
 
     @remote()
@@ -236,7 +243,19 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         status = self.host.status_of(self.host.meta(self.universe, self.world_id))
         workflows = [{"name": name, "keyed": wf.key is not None}
                      for name, wf in sorted(driver.world.manifest.workflows.items())]
-        return world_info(status), list(driver.stats.recent_traps), workflows
+        info = {**world_info(status), "paused": driver.world.paused,
+                "queued": self.host.queued(self.universe, self.world_id)}
+        return info, list(driver.stats.recent_traps), workflows
+
+    @remote()
+    async def pause(self, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "pause worlds")
+        return await self.host.set_paused(self.universe, self.world_id, True)
+
+    @remote()
+    async def resume(self, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "resume worlds")
+        return await self.host.set_paused(self.universe, self.world_id, False)
 
     @remote()
     async def effects(self, _context: Any, **kwargs: Any) -> Any:
@@ -307,7 +326,7 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         return jsonvalue.dumps(await self._governance.manifest(self.universe, self.world_id))
 
 
-async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
+async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool = True) -> None:
     journal = cap.services.journal
     universe, world_id = journal_universe(cap.universe), cap.world_id
     frames: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1024)
@@ -316,7 +335,8 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any) -> None:
         if not frames.full():  # a slow watcher loses frames, never journal records
             frames.put_nowait((intent_hash, frame))
 
-    unsubscribe = cap.host.watch_frames(cap.universe, world_id, on_frame)
+    # a watcher that takes no frames is not sent any (each would be a JSON text and a call)
+    unsubscribe = cap.host.watch_frames(cap.universe, world_id, on_frame) if with_frames else (lambda: None)
     seq = from_seq
     world_key = name_key(universe, world_id)
     try:

@@ -8,6 +8,7 @@ import pytest
 from aos.errors import PermissionDenied
 from aos.kernel.client import Connection, run
 from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS, runaway_wasm
+from aos.schemas import world_capnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from worldkit import assert_replays, raw_journal, wait_for, wasm_module  # noqa: E402
@@ -367,10 +368,26 @@ def test_long_effects_stream_frames_to_watchers(granting_kernel):
                 if "first" in str(frame.get("data")):
                     first_seen.set()
 
+            records = []
+
             async def on_record(seq, record):
-                return None
+                records.append(seq)
+
+            class Counting(world_capnp.WorldWatcher.Server):
+                """A watcher that asked for no frames: the kernel sends it records only."""
+
+                def __init__(self):
+                    self.records, self.frames = [], 0
+
+                async def record(self, seq, json, _context, **kwargs):
+                    self.records.append(seq)
+
+                async def frame(self, intentHash, json, _context, **kwargs):
+                    self.frames += 1
 
             subscription = await world.tail(0, on_record, on_frame)
+            bare = Counting()
+            bare_handle = (await world.cap.tail(0, bare, False)).handle
             await world.send(SCRIPT, {"effects": [effect("sys/host.exec@1", argv=["bash", "-c", script])]})
             try:
                 await asyncio.wait_for(first_seen.wait(), 15)
@@ -385,10 +402,17 @@ def test_long_effects_stream_frames_to_watchers(granting_kernel):
                 return state if state["receipts"] else None
 
             state = await wait_for(done)
-            await subscription.cancel()
-            return before, frames, state
 
-    before, frames, state = run(main())
+            async def bare_caught_up():
+                return records and bare.records == records
+
+            await wait_for(bare_caught_up)
+            await subscription.cancel()
+            await bare_handle.cancel()
+            return before, frames, state, bare
+
+    before, frames, state, bare = run(main())
+    assert bare.frames == 0 and bare.records == sorted(bare.records)
     assert before == []
     assert frames and all(f.get("stream") in ("stdout", "stderr") for f in frames)
     assert state["receipts"][0][1] == "ok" and "second" in str(state["receipts"][0][2]["stdout"])

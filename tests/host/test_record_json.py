@@ -1,0 +1,28 @@
+"""The JSON a world's journal and tail send for each record: the record's fields, sorted, with ``at``."""
+
+from aos.kernel.host import jsonvalue
+from aos.kernel.host.server import record_json
+from aos.kernel.world.records import (DomainEventRecord, EffectIntentRecord, EffectRejectedRecord, EventRecord,
+                                      GovernanceRecord, Origin, ReceiptRecord, SnapshotRecord, Stamp, StateRecord,
+                                      TrapRecord)
+
+ORIGIN = Origin("agent/session@1", "main")
+RECORDS = [
+    EventRecord("agent/Command@1", {"kind": "input", "text": "hi", "n": [1, -2, None, True]},
+                Stamp(123, b"\x00\xff")),
+    ReceiptRecord("sha256:" + "a" * 64, "ok", {"data": b"bytes", "nested": {"b": 1, "a": [{}]}}, Stamp(5)),
+    SnapshotRecord("sha256:" + "b" * 64, 7),
+    GovernanceRecord("propose", "p1", {"manifest": "sha256:" + "c" * 64}, Stamp(9, b"")),
+    DomainEventRecord("agent/Event@1", {"session": "main", "seq": 3}, ORIGIN),
+    EffectIntentRecord("sha256:" + "d" * 64, "sha256:" + "e" * 64, "sys/llm.generate@1", {"x": 1}, "llm",
+                       ORIGIN, 4, 0),
+    EffectRejectedRecord("sys/host.exec@1", {"argv": ["true"]}, Origin("w@1"), 4, 1, "EffectDenied", "no"),
+    TrapRecord(ORIGIN, 4, "WorkflowTrap", "boom"),
+    StateRecord(4, (("agent/session@1", "main", "sha256:" + "f" * 64), ("w@1", None, None))),
+]
+
+
+def test_record_json_is_the_records_value_with_its_position() -> None:
+    """The tail's JSON (decoded straight from the record's bytes) equals the record object's value."""
+    for at, record in enumerate(RECORDS):
+        assert record_json(at, record.encode()) == jsonvalue.dumps({**record.to_value(), "at": at})
