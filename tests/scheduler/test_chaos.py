@@ -1,0 +1,325 @@
+"""Chaos: under a steady workload of events and timers on real etcd, a moto S3 server, two
+schedulers and three host kernels, host kernels and the leading scheduler are killed with
+SIGKILL at random (and come back). Afterwards every acknowledged event is in its world's
+journal, every world serves, no effect is settled twice and every timer fired once.
+
+The kills are drawn from a seeded RNG; the seed is printed (and named in every failure), and
+``AOS_CHAOS_SEED=N`` replays that schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import random
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from aos.errors import AosError, KernelUnavailable
+from aos.kernel.client import run
+from aos.kernel.process import KernelStartError
+from aos.kernel.scheduler.client import SchedulerSession
+from aos.kernel.scheduler.testing import LocalCluster, SchedulerProcess
+from aos.kernel.storage.objects import S3Objects, make_client
+from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.world.loader import read_bundle
+from aos.kernel.world.records import decode_record
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+COUNTERS = 4  # counter worlds: events
+TIMERS = 2  # hello-timer worlds: timers
+KILLS = 3  # chaos actions, each a host kernel or the leading scheduler
+HOSTS = ("host0", "host1", "host2")
+# what a send gets when its host stopped before committing it (its log was fenced by a host that took
+# over one of its worlds): not journaled, and its world serves elsewhere
+HOST_STOPPED = ("the journal write failed", "storage write failed")
+
+
+@pytest.fixture
+def seed() -> int:
+    value = int(os.environ.get("AOS_CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
+    print(f"chaos seed {value} (AOS_CHAOS_SEED={value} replays it)")
+    return value
+
+
+@pytest.fixture
+def cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
+    for name in AWS_VARIABLES_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"aos-{uuid.uuid4().hex[:12]}"
+    S3Objects(make_client(), bucket).ensure_bucket()
+    with tempfile.TemporaryDirectory(prefix="aosx-", dir="/tmp") as root:
+        c = LocalCluster(root, hosts=3, schedulers=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=20)
+        try:
+            c.start(etcd)
+            for kernel in c.kernels:
+                c.wait_joined(kernel)
+            yield c
+        finally:
+            c.stop()
+
+
+@dataclass
+class Ledger:
+    """What the workload was told: acknowledged sends (world -> [(seq, id)]) and sends of unknown outcome."""
+
+    acked: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: collections.defaultdict(list))
+    unknown: dict[str, list[str]] = field(default_factory=lambda: collections.defaultdict(list))
+    errors: list[str] = field(default_factory=list)
+
+
+class Timeline(list[str]):
+    """What the chaos did, each line with the seconds since it began (printed with every failure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.monotonic()
+        self.retired: list[Any] = []  # host kernels killed or stopped, for their logs
+        self.restarting: set[int] = set()  # hosts the chaos is bringing back (the supervisor leaves them)
+
+    def note(self, text: str) -> None:
+        self.append(f"{time.monotonic() - self.started:.1f}s {text}")
+
+
+async def until(check: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Exception | None = None
+    while loop.time() < deadline:
+        try:
+            value = await check()
+            if value:
+                return value
+        except AosError as exc:
+            last = exc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met in {timeout}s (last error: {last!r})")
+
+
+def event_for(world: str, n: int) -> tuple[str, dict[str, Any], str]:
+    """The n-th event the workload sends ``world``, and the id it is found by in the journal."""
+    ident = f"{world}-{n}"
+    if world.startswith("t"):
+        return "demo/TimerStart@1", {"delay_ns": 300_000_000 + (n % 7) * 400_000_000, "key": ident}, ident
+    return "demo/CounterEvent@1", {"by": 1, "id": ident}, ident
+
+
+async def writer(cluster: LocalCluster, token: str, worlds: list[str], ledger: Ledger, stop: asyncio.Event) -> None:
+    """Send each of ``worlds`` events in turn until ``stop``, through handles that follow the worlds."""
+    async with await SchedulerSession.open(cluster.addresses, token, timeout=60) as s:
+        handles = {w: s.follow("u", w, timeout=60) for w in worlds}
+        n = 0
+        while not stop.is_set():
+            for world in worlds:
+                schema, value, ident = event_for(world, n)
+                try:
+                    seq = await handles[world].send(schema, value)
+                except KernelUnavailable:
+                    ledger.unknown[world].append(ident)  # the host died under the call: journaled or not
+                except Exception as exc:  # noqa: BLE001 -- anything else fails the test, below
+                    ledger.unknown[world].append(ident)
+                    if str(exc) not in HOST_STOPPED:
+                        ledger.errors.append(f"{world} {ident}: {exc!r}")
+                else:
+                    ledger.acked[world].append((seq, ident))
+            n += 1
+            await asyncio.sleep(0.1)  # a steady pace, not a flood: the two cores run five daemons too
+
+
+def leader_of(cluster: LocalCluster) -> SchedulerProcess:
+    return next(p for p in cluster.scheduler_procs if p.proc is not None and p.proc.poll() is None and p.leads)
+
+
+async def chaos(cluster: LocalCluster, rng: random.Random, token: str, log: Timeline) -> None:
+    """KILLS random SIGKILLs, one at a time: a host kernel (restarted at once, or once the scheduler
+    saw it gone) or the leading scheduler (restarted on its address at once, to stand by)."""
+    async with await SchedulerSession.open(cluster.addresses, token, timeout=60) as s:
+        for _ in range(KILLS):
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            if rng.random() < 0.6:
+                index, wait = rng.randrange(len(HOSTS)), rng.random() < 0.5
+                await until(lambda i=index: _idle(log, i), what=f"the supervisor restarting {HOSTS[index]}")
+                log.note(f"kill {HOSTS[index]}" + (", restart when gone" if wait else ", restart"))
+                log.restarting.add(index)
+                cluster.kernels[index].kill()
+                log.retired.append(cluster.kernels[index])
+
+                async def gone(host: str = HOSTS[index]) -> bool:
+                    status = await s.on_leader(lambda s: s.scheduler.status())
+                    return host not in {h["hostId"] for h in status["hosts"]}
+
+                if wait:
+                    await until(gone, what=f"{HOSTS[index]} leaving")
+                    log.note(f"{HOSTS[index]} gone")
+                await restart(cluster, index)
+                log.restarting.discard(index)
+                log.note(f"{HOSTS[index]} joined again")
+            else:
+                leader = await until(lambda: _leading(cluster), what="a leader")
+                log.note(f"kill the leader {os.path.basename(leader.data_dir)}")
+                os.kill(leader.pid, signal.SIGKILL)
+                leader.proc.wait()  # type: ignore[union-attr]
+                leader.listen = leader.address  # the same address: hosts and clients know it
+                await asyncio.to_thread(leader.start)
+
+
+async def restart(cluster: LocalCluster, index: int) -> None:
+    """Start host ``index`` again, as often as it takes: opening its log can lose to a host fencing it
+    (taking over a world of its killed generation), which stops the start; the next one goes on."""
+    for attempt in range(5):
+        try:
+            kernel = await asyncio.to_thread(cluster.add_host, index)
+            await asyncio.to_thread(cluster.wait_joined, kernel)
+            return
+        except (KernelStartError, AssertionError):
+            if attempt == 4:
+                raise
+
+
+async def supervise(cluster: LocalCluster, log: Timeline, stop: asyncio.Event) -> None:
+    """Start again a host kernel that stopped by itself (as Kubernetes would): a host whose log was
+    fenced, because a world of its was taken over while it ran, stops rather than acknowledge more."""
+    while not stop.is_set():
+        for index, kernel in enumerate(cluster.kernels):
+            if index not in log.restarting and kernel.proc is not None and kernel.proc.poll() is not None:
+                log.note(f"{HOSTS[index]} stopped by itself ({kernel.proc.returncode}), restart")
+                log.restarting.add(index)
+                log.retired.append(kernel)
+                await restart(cluster, index)
+                log.restarting.discard(index)
+                log.note(f"{HOSTS[index]} joined again")
+        await asyncio.sleep(0.1)
+
+
+async def _idle(log: Timeline, index: int) -> bool:
+    return index not in log.restarting
+
+
+async def _leading(cluster: LocalCluster) -> SchedulerProcess | None:
+    try:
+        return leader_of(cluster)
+    except StopIteration:
+        return None
+
+
+def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalCluster, seed: int) -> None:
+    counter_doc, counter_wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
+    timer_doc, timer_wasm = read_bundle(os.path.join(EXAMPLES, "hello-timer"))
+    counters = [f"c{i}" for i in range(COUNTERS)]
+    timers = [f"t{i}" for i in range(TIMERS)]
+    token = cluster.scheduler.admin_token
+    rng = random.Random(seed)
+    ledger, log = Ledger(), Timeline()
+
+    async def main() -> dict[str, Any]:
+        async with await SchedulerSession.open(cluster.addresses, token, timeout=60) as s:
+            await until(lambda: _hosts(s, 3), what="3 hosts")
+            await s.scheduler.create_universe("u")
+            universe = await s.universe("u")
+            for world in counters:
+                await universe.create_world(counter_doc, counter_wasm, world)
+            for world in timers:
+                await universe.create_world(timer_doc, timer_wasm, world)
+
+            stop = asyncio.Event()
+            groups = [[*counters[i::3], *timers[i::3]] for i in range(3)]
+            writers = [asyncio.ensure_future(writer(cluster, token, g, ledger, stop)) for g in groups]
+            settled = asyncio.Event()
+            supervisor = asyncio.ensure_future(supervise(cluster, log, settled))
+            try:
+                await chaos(cluster, rng, token, log)
+                await asyncio.sleep(0.5)  # some load on the cluster as the last kill left it
+            finally:
+                stop.set()
+                await asyncio.gather(*writers)
+                log.note("load stopped")
+            try:
+                await until(lambda: _settled(s), what="every world running on one of 3 live hosts")
+            finally:
+                settled.set()
+                await supervisor
+
+            # every world serves: a send and a read through a fresh introduction
+            found: dict[str, Any] = {}
+            for world in counters + timers:
+                handle = s.follow("u", world, timeout=60)
+                schema, value, ident = event_for(world, 10_000)
+                ledger.acked[world].append((await handle.send(schema, value), ident))
+                if world.startswith("t"):  # every timer fires (the longest is 2.7 s)
+                    await until(lambda h=handle: _all_fired(h), what=f"{world}'s timers firing")
+                found[world] = (await whole_journal(handle),
+                                await handle.state("demo/hello-timer@1" if world.startswith("t") else "demo/counter@1"))
+            log.note("every world served")
+            return found
+
+    try:
+        found = run(main())
+    except BaseException as exc:
+        raise AssertionError(f"chaos seed {seed} ({log}): {exc!r}") from exc
+    finally:  # shown when the test fails: the timeline, and what the hosts said about ownership
+        print("\n".join(log))
+        for kernel in [*log.retired, *cluster.kernels]:
+            for line in kernel.log_lines:
+                if any(word in line for word in ("level=critical", "level=error", "level=warning", "takeover=True")):
+                    print(os.path.basename(kernel.data_dir), line[:300])
+    context = f"chaos seed {seed} ({log})"
+    assert not ledger.errors, f"{context}: {ledger.errors[:5]}"
+    for world, (records, state) in found.items():
+        events = [r for r in records if r.kind == "event"]
+        idents = [r.value.get("key") if world.startswith("t") else r.value.get("id") for r in events]
+        # every acknowledged event is journaled where its seq said, once
+        for seq, ident in ledger.acked[world]:
+            record = records[seq]
+            assert record.kind == "event" and ident in (record.value.get("id"), record.value.get("key")), \
+                f"{context}: {world} lost acknowledged {ident} (seq {seq})"
+        assert len(idents) == len(set(idents)), f"{context}: {world} journaled an event twice"
+        assert set(idents) <= {i for _, i in ledger.acked[world]} | set(ledger.unknown[world])
+        # no effect settled twice
+        intents = {r.intent_hash for r in records if r.kind == "effect_intent"}
+        receipts = collections.Counter(r.intent_hash for r in records if r.kind == "receipt")
+        assert set(receipts) == intents and all(n == 1 for n in receipts.values()), \
+            f"{context}: {world} settled an effect twice or not at all: {receipts}"
+        if world.startswith("t"):
+            assert state == {"started": len(events), "fired": len(events)}, f"{context}: {world} {state}"
+            assert len(intents) == len(events)
+        else:
+            assert state == {"count": len(events)}, f"{context}: {world} {state}"
+    assert sum(len(v) for v in ledger.acked.values()) > 5 * len(found), f"{context}: too little load to prove much"
+
+
+async def whole_journal(handle: Any) -> list[Any]:
+    records: list[Any] = []
+    while True:
+        raw, _ = await handle.read_raw(len(records), 4096)
+        if not raw:
+            return records
+        records.extend(decode_record(r) for r in raw)
+
+
+async def _settled(s: SchedulerSession) -> bool:
+    status = await s.on_leader(lambda s: s.scheduler.status())
+    worlds = await s.on_leader(lambda s: _list_worlds(s))
+    return len(status["hosts"]) == 3 and all(w["state"] == "running" for w in worlds)
+
+
+async def _list_worlds(s: SchedulerSession) -> list[dict[str, Any]]:
+    return await (await s.universe("u")).list_worlds()
+
+
+async def _hosts(s: SchedulerSession, n: int) -> bool:
+    return len((await s.scheduler.status())["hosts"]) == n
+
+
+async def _all_fired(handle: Any) -> bool:
+    state = await handle.state("demo/hello-timer@1")
+    return bool(state) and state["fired"] == state["started"]
