@@ -24,7 +24,7 @@ from attack import SCRIPT, WORKFLOW, declared, hostile_manifest, wait_until  # n
 GRANT_FOR = {"timer": {}, "blob": {}, "cancel": {}, "portal": {}, "llm": {"providers": ["openai"]},
              "http": {"hosts": ["*"]}, "host.fs": {"root": "/tmp"}, "host.exec": {"cwd": "/tmp"},
              "governance": {"worlds": ["."], "ops": ["propose"]}, "inspect": {}, "universe": {"ops": ["send"]},
-             "workspace": {}, "compile": {}}
+             "workspace": {}, "compile": {}, "browser": {"origins": ["http://127.0.0.1:8080"]}}
 WRONG_CAPS = [(f"sys/{kind}@1", cap) for kind, b in sorted(BUILTIN_EFFECTS.items())
               for cap in sorted(GRANT_PARAMS) if cap != b.cap]
 
