@@ -114,12 +114,17 @@ class PythonRuntime:
             raise ModuleLoadError(f"cannot import python workflow module {module_path!r}: "
                                   f"{type(exc).__name__}: {exc}") from None
         self.step_seconds = step_seconds
+        self._entries: dict[str, Any] = {}  # checked entry functions by name (a module is imported once)
 
     def entry(self, name: str) -> Any:
         """The workflow function ``name``, or raise ``ModuleLoadError``."""
+        found = self._entries.get(name)
+        if found is not None:
+            return found
         fn = getattr(self._mod, name, None) if name.isidentifier() and not name.startswith("_") else None
         if not inspect.isfunction(fn) or fn.__module__ != self._mod.__name__:
             raise ModuleLoadError(f"python module {self._mod.__name__!r} defines no public function {name!r}")
+        self._entries[name] = fn
         return fn
 
     def call(self, entry: str, step_input: dict[str, Any], state_bytes: bytes | None = None) -> Any | Trap:

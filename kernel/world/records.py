@@ -18,6 +18,7 @@ Every record encodes as ``{"kind": <name>, ...fields}`` in canonical CBOR.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -62,15 +63,21 @@ class Origin:
         return cls(v["workflow"], v.get("key"))
 
 
+@functools.cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    # dataclasses.fields() rebuilds its tuple on every call: one record encoding per event paid for it
+    return tuple(f.name for f in fields(cls))
+
+
 class _Record:
     kind: ClassVar[str]
     input: ClassVar[bool]
 
     def to_value(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}
-        for f in fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            d[f.name] = v.to_value() if isinstance(v, (Stamp, Origin)) else v
+        for name in _field_names(type(self)):
+            v = getattr(self, name)
+            d[name] = v.to_value() if isinstance(v, (Stamp, Origin)) else v
         return d
 
     def encode(self) -> bytes:
