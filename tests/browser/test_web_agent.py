@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from aos.agents import COMMAND, transcript
+from aos.agents import COMMAND, input_event, transcript
 from aos.agents.web import build_web_agent
 from aos.adapters.llm.testing import ProviderTwin, Turn
 from aos.kernel.client import Connection, run
@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from demikit import Brain, Conversation, call  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host"))
-from worldkit import raw_journal  # noqa: E402
+from worldkit import raw_journal, wait_for  # noqa: E402
 
 KEY = "sk-test-web-agent-SECRET"
 U = "u"
@@ -59,28 +59,49 @@ class WebKernel:
         self.kernel.kill()
         self.twin.stop()
 
-    def agent(self, world_id: str, origins: list[str], task: str, policy: Any) -> dict[str, Any]:
-        """Run a web agent world to the end of its task; what it journaled, and what replay needs."""
+    def agent(self, world_id: str, origins: list[str], task: str, policy: Any,
+              then: list[str | None] = ()) -> dict[str, Any]:
+        """Run a web agent world to the end of its task, then of each input in ``then`` (``None``: hibernate
+        the world first and wait until it sleeps); what it journaled, and what replay needs."""
         self.brain = Brain(policy)
         doc, start = build_web_agent(origins, task, date="2026-01-01")
-        return run(self._agent(world_id, doc, start))
+        return run(self._agent(world_id, doc, start, list(then)))
 
-    async def _agent(self, world_id: str, doc: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
+    async def _agent(self, world_id: str, doc: dict[str, Any], start: dict[str, Any],
+                     then: list[str | None]) -> dict[str, Any]:
         async with await Connection.open(self.kernel.address) as conn:
             admin = await conn.restore_kernel(self.kernel.admin_token)
             worlds = await admin.worlds(U)
             world, _ = await worlds.create(doc, {}, world_id)
-            done = asyncio.Event()
+            ends = 0
+            ended = asyncio.Condition()
 
             async def on_record(seq: int, value: dict[str, Any]) -> None:
+                nonlocal ends
                 value.pop("at", None)
                 for event in transcript([record_from_value(value)]):
                     if event.session == "main" and event.kind in ("processing_end", "session_end"):
-                        done.set()
+                        async with ended:
+                            ends += 1
+                            ended.notify_all()
+
+            async def finished(n: int) -> None:
+                async with ended:
+                    await asyncio.wait_for(ended.wait_for(lambda: ends >= n), 60)
 
             subscription = await world.tail(0, on_record)
             await world.send(COMMAND, start)
-            await asyncio.wait_for(done.wait(), 60)
+            await finished(1)
+            for text in then:
+                if text is None:
+                    await subscription.cancel()
+                    await wait_for(lambda: worlds.hibernate(world_id))  # once quiescent it sleeps
+                    subscription = await world.tail(0, on_record)  # wakes it: the journal is read again
+                    async with ended:
+                        ends = 0
+                    continue
+                await world.send(COMMAND, input_event("main", text))
+                await finished(ends + 1)
             await subscription.cancel()
             live, _ = await world.snapshot()
             raws = await raw_journal(admin, U, world_id)
@@ -187,3 +208,34 @@ def test_ungranted_origins_are_refused_with_a_typed_error_and_never_reached(wk, 
     assert elsewhere.hits == []
     assert ("GET", "/away") in webapp.hits
     assert_replays(ran, "fence")
+
+
+def test_a_session_keeps_its_cookies_until_the_world_hibernates_which_closes_its_browser_context(wk, webapp):
+    """Signed in, the form opens; after the world hibernated (its driver stopped, its context closed) the same
+    url sends the agent back to sign in: the cookie went with the context."""
+
+    def policy(conv: Conversation) -> Any:
+        last = conv.newest
+        if last is None:
+            return [call("browser_navigate", url=webapp.origin + "/")]
+        if len(wk.brain.seen[-2].uses) == len(conv.uses):  # no new tool result: a new input, open the form
+            return [call("browser_navigate", url=webapp.origin + "/form")]
+        if last.name == "browser_navigate" and last.output and "title: Sign in" in last.output and not conv.all(
+                "browser_click"):
+            return [call("browser_snapshot")]
+        if last.name == "browser_snapshot":
+            snap = last.output
+            return [call("browser_fill", fields=[{"ref": ref_of(snap, "textbox", "User name"), "value": "ada"},
+                                                 {"ref": ref_of(snap, "textbox", "Password"), "value": "lovelace"}])]
+        if last.name == "browser_fill":
+            return [call("browser_click", ref=ref_of(conv.last("browser_snapshot").output, "button", "Sign in"))]
+        return "at: " + (last.output or "")
+
+    ran = wk.agent("cookies", [webapp.origin], "sign in", policy, then=["open the form", None, "open the form"])
+    assert wk.brain.errors == [], wk.brain.errors
+    navigations = [e.data["output"] for e in ran["events"]
+                   if e.kind == "tool_call_end" and e.data["tool_name"] == "browser_navigate"]
+    assert len(navigations) == 3
+    assert "title: New order" in navigations[1]  # the session's cookie
+    assert "title: Sign in" in navigations[2] and "url: " + webapp.origin + "/\n" in navigations[2]
+    assert_replays(ran, "cookies")
