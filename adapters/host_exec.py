@@ -91,6 +91,22 @@ class _Spec:
     encoding: str
 
 
+# util-linux's setpriv sets PR_SET_PDEATHSIG in the child and execs the command, so the spawn needs no
+# preexec_fn: with one, Python must fork() the whole kernel (page tables of every mapping, the event loop
+# blocked meanwhile: ~50 ms for a 150 MB process on a busy machine) instead of vfork()ing it (~2 ms)
+_SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin") if os.uname().sysname == "Linux" else None
+
+
+def _spawn(spec: _Spec) -> tuple[str, list[str], dict[str, Any]]:
+    """(program, argv, extra Popen arguments) that run ``spec`` and die with the kernel."""
+    if _SETPRIV is None:
+        return spec.executable, spec.argv, {"preexec_fn": _die_with_parent}
+    if not os.access(spec.executable, os.X_OK):  # what exec would refuse, said before setpriv runs
+        raise PermissionError(spec.executable)
+    # the command's argv[0] becomes its resolved path (setpriv execs that path with the rest)
+    return _SETPRIV, [_SETPRIV, "--pdeathsig", "KILL", "--", spec.executable, *spec.argv[1:]], {}
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it if the kernel dies (Linux PR_SET_PDEATHSIG)."""
     try:
@@ -350,17 +366,18 @@ class HostExecAdapter:
         proto = _Protocol(loop, {1: out, 2: err})
         started = time.monotonic()
         try:
+            program, argv, extra = _spawn(spec)
             transport, _ = await loop.subprocess_exec(
                 lambda: proto,
-                *spec.argv,
-                executable=spec.executable,
+                *argv,
+                executable=program,
                 cwd=spec.cwd,
                 env=spec.env,
                 stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own session, so its own process group (pgid == pid)
-                preexec_fn=_die_with_parent,
+                **extra,
             )
         except FileNotFoundError:
             raise Fail("not_found", f"command {spec.argv[0]!r} could not be started: not found") from None

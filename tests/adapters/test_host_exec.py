@@ -282,3 +282,41 @@ def test_cancellation_kills_process_group(grant):
     asyncio.run(main())
     pgid, bg = (int(x) for x in "".join(f["data"] for f in seen).split())
     assert wait_until(lambda: not alive(bg) and not group_alive(pgid))
+
+
+def test_a_file_that_is_not_executable_is_permission_denied(grant, run_effect):
+    """A command that exists but may not be executed is permission_denied before anything runs."""
+    script = Path(grant["cwd"]) / "notes.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o644)
+    assert run_effect(EXEC, "host.exec", {"argv": ["./notes.sh"]}, grant).error == "permission_denied"
+    script.chmod(0o755)
+    assert run_effect(EXEC, "host.exec", {"argv": ["./notes.sh"]}, grant).payload["stdout"] == "ran\n"
+
+
+def test_a_command_dies_with_the_process_that_started_it(tmp_path):
+    """The command is SIGKILLed when the process that ran the adapter dies (PR_SET_PDEATHSIG), though
+    the spawn forks no Python (no preexec_fn: setpriv sets the signal in the child)."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "pid"
+    runner = (
+        "import asyncio, sys\n"
+        "from aos.adapters.base import EffectCall\n"
+        "from aos.adapters.host_exec import HostExecAdapter, _SETPRIV\n"
+        "print('setpriv' if _SETPRIV else 'preexec', flush=True)\n"
+        f"call = EffectCall('host.exec', {{'argv': ['sh', '-c', 'echo $$ > {pid_file}; exec sleep 60']}}, "
+        f"{{'cwd': {str(tmp_path)!r}, 'allow': None}}, 'ik')\n"
+        "asyncio.run(HostExecAdapter().run(call, lambda f: None))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", runner], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() in ("setpriv", "preexec")
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
+        child = int(pid_file.read_text())
+        assert alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert wait_until(lambda: not alive(child), 10)
