@@ -6,6 +6,7 @@
     aos journal ls
     aos world ...                 hosted worlds (aos/cli_world.py)
     aos agent run TASK [--repo R] [--twin]   aos agent replay SESSION   (aos/cli_agent.py)
+    aos factory run JOB | status JOB | explain JOB | ls   software-factory jobs (aos/cli_factory.py)
     aos world propose|shadow|approve|reject|apply|rollback|history|manifest ID ...   (aos/cli_governance.py)
     aos demiurge WORLD TASK [--grant KIND] [--twin]   the Demiurge (aos/cli_demiurge.py)
     aos console [--listen H:P]    the web console (aos/console: prints a one-time login link)
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aos.cli_agent import add_parser as add_agent_parser
 
     add_agent_parser(sub)
+    from aos.cli_factory import add_parser as add_factory_parser
+
+    add_factory_parser(sub)
     from aos.console.cli import add_parser as add_console_parser
 
     add_console_parser(sub)
@@ -125,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="then follow new records until Ctrl-C (starts after the last N shown)")
     snap = world.add_parser("snapshot", help="snapshot into CAS")
     snap.add_argument("world")
+    for verb, text in (("pause", "stop a world taking inputs: events, timer firings and messages queue until resume"),
+                       ("resume", "deliver what queued while paused, then take inputs again")):
+        world.add_parser(verb, help=text).add_argument("world")
     release = world.add_parser("unquarantine", help="let a quarantined world wake again (after fixing what stopped it)")
     release.add_argument("world")
     fork = world.add_parser("fork", help="start a new world from this one's state")
@@ -328,6 +335,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from aos.cli_agent import main as agent_main
 
         return agent_main(args)
+    if args.command == "factory":
+        from aos.cli_factory import main as factory_main
+
+        return factory_main(args)
     if args.command == "demiurge":
         from aos.cli_demiurge import main as demiurge_main
 

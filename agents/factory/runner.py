@@ -1,0 +1,194 @@
+"""The I/O shell of a factory job: clones, worlds, the first messages, then following the audit trail.
+
+``run_job`` does what the worlds must not do themselves: it clones the repository once per
+worker and once for the judge (``git clone --shared``, so a clone costs a few files), reads
+the prices of the model (fixed into the governor's configuration, so replay computes the
+same costs) and the worker's session configuration (the SDK reads the environment), creates
+the job's worlds and sends each its ``init``. From there the worlds work alone, by portal
+messages; this side only tails their journals for ``factory/Audit@1`` events and returns
+when the planner journals ``job_end``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aos.agents.factory import worlds as W
+from aos.agents.factory.protocol import AUDIT, MSG, world_id
+from aos.agents.factory.spec import JobSpec
+from aos.errors import AosError, InvalidArgument
+
+UNIVERSE = "factory"
+EXIT = {"done": 0, "failed": 1, "stopped": 3}
+SETTLE_S = 10.0  # how long a stopped job waits for its workers to confirm their abort
+
+
+class JobExists(InvalidArgument):
+    """A job of that id was already run on this kernel (its worlds exist)."""
+
+    code = "JobExists"
+
+
+@dataclass
+class JobOutcome:
+    job: str
+    status: str  # done | failed | stopped
+    reason: str
+    accepted: list[dict[str, Any]]
+    patch_path: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT.get(self.status, 1)
+
+
+def job_worlds(job: str, workers: int) -> dict[str, str]:
+    """role name -> world id (``worker-1`` ...)."""
+    out = {"planner": world_id(job, "planner"), "judge": world_id(job, "judge"),
+           "governor": world_id(job, "governor"), "memory": world_id(job, "memory")}
+    for i in range(1, workers + 1):
+        out[f"worker-{i}"] = world_id(job, "worker", i)
+    return out
+
+
+def _git(*args: str, cwd: str | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise InvalidArgument(f"git {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip()
+
+
+def prepare_clones(spec: JobSpec, jobdir: str, workers: int) -> tuple[str, list[str], str]:
+    """``(base commit, worker clones, judge clone)`` under ``jobdir``."""
+    base = _git("rev-parse", "HEAD", cwd=spec.repository)
+    os.makedirs(jobdir, exist_ok=True)
+    roots = []
+    for name in [f"worker-{i}" for i in range(1, workers + 1)] + ["judge"]:
+        path = os.path.join(jobdir, name)
+        if not os.path.isdir(os.path.join(path, ".git")):
+            _git("clone", "-q", "--shared", "--no-checkout", spec.repository, path)
+        _git("checkout", "-q", "--detach", base, cwd=path)
+        roots.append(os.path.realpath(path))
+    return base, roots[:-1], roots[-1]
+
+
+def prices(provider: str, model: str) -> dict[str, list[int]]:
+    """micro-USD per million tokens ``[input, output]`` for the job's model (zeros when unknown)."""
+    from aos.cli_agent import _cost
+
+    per_in = _cost(model, provider, 1_000_000, 0) or 0.0
+    per_out = _cost(model, provider, 0, 1_000_000) or 0.0
+    return {model: [int(round(per_in * 1_000_000)), int(round(per_out * 1_000_000))]}
+
+
+def audit_of(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The audit event in a tailed record (its JSON form), or None."""
+    if value.get("kind") == "domain_event" and value.get("schema") == AUDIT:
+        return dict(value["value"])
+    return None
+
+
+async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[dict[str, Any]], Awaitable[None] | None],
+                  *, model: str | None = None, universe: str = UNIVERSE, date: str | None = None) -> JobOutcome:
+    from aos.agents.sdk import coding_agent, gather_environment, session_config
+
+    n = min(spec.budget.parallel_workers, 16)
+    ids = job_worlds(spec.job_id, n)
+    worker_ids = [ids[f"worker-{i}"] for i in range(1, n + 1)]
+    definition = coding_agent(spec.provider)
+    model = model or spec.model or definition.profile.default_model
+    base, roots, judge_root = await asyncio.to_thread(prepare_clones, spec, jobdir, n)
+    worlds = await admin.worlds(universe)
+    existing = {w["worldId"] for w in await worlds.list()}
+    if ids["planner"] in existing:
+        raise JobExists(f"job {spec.job_id!r} already ran on this kernel; give the new run another id (--id)")
+    peers = sorted(set(ids.values()))
+    common = {"job": spec.job_id, "provider": spec.provider, "model": model, "planner": ids["planner"],
+              "judge": ids["judge"], "governor": ids["governor"], "memory": ids["memory"], "workers": worker_ids}
+    job = spec.to_value()
+    visible = [s for s in job["scenarios"] if not s["holdout"]]
+
+    plan: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (id, manifest, config)
+    if ids["memory"] not in existing:
+        plan.append((ids["memory"], W.memory_manifest(), {"world": ids["memory"], "job": ""}))
+    plan.append((ids["governor"], W.governor_manifest(spec.job_id, peers),
+                 {**common, "world": ids["governor"], "budget": job["budget"], "prices": prices(spec.provider, model)}))
+    plan.append((ids["judge"], W.judge_manifest(spec.job_id, spec.provider, judge_root, peers),
+                 {**common, "world": ids["judge"], "root": judge_root, "base_commit": base, "intent": spec.intent,
+                  "scenarios": job["scenarios"]}))
+    for wid, root in zip(worker_ids, roots):
+        env = gather_environment(root, definition.profile, model, date)
+        cfg = session_config(definition, env, spec.provider, model)
+        plan.append((wid, W.worker_manifest(spec.job_id, spec.provider, root, peers),
+                     {**common, "world": wid, "root": root, "base_commit": base, "session_config": cfg}))
+    plan.append((ids["planner"], W.planner_manifest(spec.job_id, spec.provider, peers),
+                 {**common, "world": ids["planner"], "intent": spec.intent, "constraints": job["constraints"],
+                  "scenarios": visible, "budget": job["budget"]}))
+
+    events: list[dict[str, Any]] = []
+    ended: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    busy: set[str] = set()
+    settled = asyncio.Event()
+
+    async def on_record(seq: int, value: dict[str, Any]) -> None:
+        try:
+            await follow(value)
+        except Exception as exc:  # an exception here would end the kernel's tail silently: end the run instead
+            if not ended.done():
+                ended.set_exception(exc)
+
+    async def follow(value: dict[str, Any]) -> None:
+        ev = audit_of(value)
+        if ev is None:
+            return
+        events.append(ev)
+        if ev["role"] == "worker":
+            if ev["kind"] == "task_started":
+                busy.add(ev["world"])
+            elif ev["kind"] in ("change", "task_failed", "aborted"):
+                busy.discard(ev["world"])
+            if not busy:
+                settled.set()
+        res = on_event(ev)
+        if asyncio.iscoroutine(res):
+            await res
+        if ev["role"] == "planner" and ev["kind"] == "job_end" and not ended.done():
+            ended.set_result(ev)
+
+    handles = {}
+    subs = []
+    try:
+        for wid, doc, _ in plan:
+            world, _info = await worlds.create(doc, {}, wid, doc["name"])
+            handles[wid] = world
+            if wid != ids["memory"]:
+                subs.append(await world.tail(0, on_record))
+        for wid, _doc, cfg in plan:
+            await handles[wid].send(MSG, {"kind": "init", "from": "factory", "body": {"config": cfg}})
+        end = await ended
+        if end["data"]["status"] == "stopped" and busy:
+            settled.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(settled.wait(), SETTLE_S)
+    finally:
+        for s in subs:
+            with contextlib.suppress(AosError, asyncio.TimeoutError):
+                await asyncio.wait_for(s.cancel(), 2)
+    state = await handles[ids["planner"]].state("factory/planner@1")
+    accepted = list((state or {}).get("accepted") or [])
+    patch = os.path.join(jobdir, "result.patch")
+    with open(patch, "w") as f:
+        f.write("".join(a["diff"] for a in accepted))
+    with open(os.path.join(jobdir, "job.json"), "w") as f:
+        json.dump({"job": spec.job_id, "universe": universe, "worlds": ids, "status": end["data"]["status"],
+                   "reason": end["data"]["reason"], "source": spec.source, "repository": spec.repository}, f, indent=1)
+    return JobOutcome(spec.job_id, str(end["data"]["status"]), str(end["data"]["reason"]),
+                      [{k: a[k] for k in ("task", "attempt", "ref")} for a in accepted], patch, events)
