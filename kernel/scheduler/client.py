@@ -279,6 +279,8 @@ class FollowingWorld:
         self.moves = 0  # how often it followed the world
 
     async def _current(self) -> WorldClient:
+        if self._client is not None and self.session._hosts.get(self._client.conn.address) is not self._client.conn:
+            self._client = None  # another handle dropped that host's connection (it saw the world move or die)
         if self._client is None:
             self._client = await self.session.open_world(self.universe, self.world)
         return self._client
@@ -316,6 +318,12 @@ class FollowingWorld:
                     self._client = None
                     self.moves += 1
                     await asyncio.sleep(0.05)
+                except KernelUnavailable:
+                    # a write on a lost connection: its outcome is the caller's to judge, but the next
+                    # call must not go to the dead host again (it would fail at once, forever)
+                    self.session.forget_host(client.conn.address)
+                    self._client = None
+                    raise
 
         return call_following
 

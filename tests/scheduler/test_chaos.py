@@ -242,7 +242,8 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
             finally:
                 stop.set()
                 await asyncio.gather(*writers)
-                log.note("load stopped")
+                log.note(f"load stopped: {sum(map(len, ledger.acked.values()))} sends acknowledged, "
+                         f"{sum(map(len, ledger.unknown.values()))} of unknown outcome")
             try:
                 await until(lambda: _settled(s), what="every world running on one of 3 live hosts")
             finally:

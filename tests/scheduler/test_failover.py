@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aos.errors import AosError, WorldMoved
+from aos.errors import AosError, KernelUnavailable, WorldMoved
 from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.client import SchedulerSession
 from aos.kernel.scheduler.testing import LocalCluster
@@ -221,14 +221,18 @@ def test_a_following_client_keeps_working_through_a_move_and_a_failover(shared_c
             await s.scheduler.move("u", "fw", target)
             await world.send("demo/CounterEvent@1", {"by": 1})  # lands on the new host
             where = await (await s.universe("u")).where("fw")
+            await until(lambda: _on(s, "fw", target, 2))
+            await world.state("demo/counter@1")  # the handle is on the target now (a read follows a move)
             shared_cluster.kernels[int(target.removeprefix("host"))].kill()
-            count = await world.state("demo/counter@1")  # a read waits out the failover
-            await world.send("demo/CounterEvent@1", {"by": 1})
+            with pytest.raises(KernelUnavailable):  # a write on the dead host's connection: the caller judges it
+                await world.send("demo/CounterEvent@1", {"by": 1})
+            await world.send("demo/CounterEvent@1", {"by": 1})  # not to the dead host again: it waits out the failover
+            count = await world.state("demo/counter@1")
             final = await world.state("demo/counter@1")
             after = await (await s.universe("u")).where("fw")
             return where["hostId"], target, count, final, after["hostId"], world.moves
 
     moved_to, target, count, final, after, moves = run(main())
     assert moved_to == target
-    assert count == {"count": 2} and final == {"count": 3}
+    assert count == {"count": 3} and final == {"count": 3}
     assert after != target and moves >= 1
