@@ -3,8 +3,14 @@ grants reach another universe (``grants.portal_reaches`` and admission)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from typing import Any
+
 import pytest
 
+from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.layout import HostRecord, Keys, Placement
 from aos.kernel.scheduler.portal import find_placement, route
 from aos.kernel.scheduler.view import ClusterView
@@ -68,3 +74,42 @@ def test_same_universe_portal_grants_are_unchanged() -> None:
     assert check(GrantDef("p", "portal", {}), effect, {"dest_world": "w"}) is None
     assert check(GrantDef("p", "portal", {"worlds": ["w"]}), effect, {"dest_world": "w"}) is None
     assert check(GrantDef("p", "portal", {"worlds": ["x"]}), effect, {"dest_world": "w"}) is not None
+
+
+def test_across_universes_on_one_kernel_under_a_grant(kernel: Any) -> None:
+    """Without a cluster, portal mail to ``U/W`` goes into that universe's world on the same kernel,
+    once, and only from a world whose grant names the universe."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_portal_cross_host import SCRIPT, WORKFLOW, manifest, sends
+
+    async def main() -> tuple[Any, ...]:
+        async with await Connection.open(kernel.address) as conn:
+            admin = await conn.restore_kernel(kernel.admin_token)
+            receiver, _ = await (await admin.worlds("v")).create(manifest(), world_id="r")
+            plain, _ = await (await admin.worlds("u")).create(manifest(), world_id="s")
+            granted, _ = await (await admin.worlds("u")).create(manifest(["v/*"]), world_id="s2")
+            _, refused = await plain.send_with_outcome(SCRIPT, sends("v/r", ["no"]))
+            await granted.send(SCRIPT, sends("v/r", ["yes"]))
+
+            async def arrived() -> Any:
+                state = await receiver.state(WORKFLOW)
+                receipts = (await granted.state(WORKFLOW))["receipts"]
+                return (state, receipts) if state and receipts else None
+
+            state, receipts = await until(arrived)
+            return refused, state, receipts
+
+    refused, state, receipts = run(main())
+    assert refused["rejected"] == 1
+    assert state["n"] == 1
+    assert receipts == [["sys/portal.send@1", "ok", {"accepted": True}]]
+
+
+async def until(check: Any, timeout: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met in {timeout}s")
