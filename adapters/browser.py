@@ -7,9 +7,10 @@ own (its own cookies and storage) with one page; the contexts of a world close
 when its driver stops (hibernation, release, kernel stop), and the browser
 when the kernel stops.
 
-Confinement. The grant's origins are checked with ``browser_origins`` in three
+Confinement. The grant's origins are checked with ``browser_origins`` in four
 places: the navigation's url (here and, journaled, at admission), every
-request the page makes (``context.route``), and each redirect hop. Playwright
+request the page makes (``context.route``), each redirect hop, and the page's
+url once the effect is done. Playwright
 does not route the hops of a redirect, so the route handler fetches each
 request itself with redirects off: a hop to an ungranted origin is refused
 before anything is sent to it; a hop to a granted one becomes a
@@ -66,7 +67,9 @@ MAX_TEXT_CHARS = 2_000  # one console message, one typed text are cut here in re
 MAX_FIELDS = 100
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
-         "--no-pings", "--dns-prefetch-disable", "--disable-breakpad", "--metrics-recording-only"]
+         "--no-pings", "--dns-prefetch-disable", "--disable-breakpad", "--metrics-recording-only",
+         "--disable-client-side-phishing-detection", "--safebrowsing-disable-auto-update",
+         "--disable-domain-reliability"]
 
 _REF = re.compile(r"(?:f\d+)?e\d+")  # Playwright's snapshot refs: e12, or f2e12 once the page has navigated
 SessionKey = tuple[str, str, str]  # (universe, world, cell key)
@@ -76,6 +79,14 @@ PutBlob = Callable[[bytes], Awaitable[str]]
 def chromium_path() -> str | None:
     """The Chromium this kernel drives: ``$AOS_CHROMIUM``, else ``chromium`` on the PATH."""
     return os.environ.get("AOS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _final_url_refusal(origins: Origins, url: str) -> str | None:
+    """Why the page may not be where it is, or None. A blank page and Chromium's error page (left by a refused
+    or failed navigation) are nowhere."""
+    if url.startswith(("about:", "chrome-error:")):
+        return None
+    return origins.check_navigation(url)
 
 
 def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -105,8 +116,7 @@ class _Session:
     def block(self, url: str, why: str, main: bool) -> None:
         if main:  # a refused image or script is only logged; a refused page ends the effect
             self.blocked.append(url)
-            self.redirecting = False
-            self.settled.set()  # an aborted navigation commits nothing to wait for
+            self.redirecting = False  # settled when Chromium's error page for it commits
         self.note({"type": "blocked", "url": _cut(url), "reason": why})
 
 
@@ -289,6 +299,11 @@ class BrowserAdapter:
                                       f"{kind} did not finish within {timeout:g}s")
                 except Fail as f:
                     receipt = f.receipt()
+                stray = _final_url_refusal(s.origins, s.page.url)
+                if stray is not None and not s.blocked:
+                    # every hop was checked, so this is a bug or a way round the route: leave the page
+                    s.block(s.page.url, f"final url: {stray}", True)
+                    await s.page.goto("about:blank")
                 if s.blocked and receipt.error != "origin_not_granted":
                     # the page was sent to an ungranted origin (a redirect, a link, a script): say so
                     receipt = Receipt.fail("origin_not_granted", f"the page tried to reach {s.blocked[0]}, which "
@@ -324,6 +339,7 @@ class BrowserAdapter:
                     response = await s.page.goto(url, wait_until="load")
                 except PlaywrightError as exc:
                     if s.blocked:
+                        await self._settle(s)  # the error page commits after goto gave up; the next effect waits not
                         return Receipt.fail("browser_error", "navigation refused")  # turned into origin_not_granted
                     raise Fail("navigation_failed", _cut(str(exc).splitlines()[0]), url=_cut(url)) from None
                 await self._settle(s)

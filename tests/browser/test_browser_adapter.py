@@ -13,6 +13,13 @@ from aos.adapters.base import EffectCall, Receipt
 from aos.adapters.browser import BrowserAdapter
 
 
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    """Poll an async condition until it holds (the page acts on its own after the effect returned)."""
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
 def ref(snapshot: str, role: str, name: str) -> str:
     """The ref of the element ``role "name"`` in an accessibility snapshot."""
     m = re.search(rf'{role} "{re.escape(name)}"[^\n]*\[ref=((?:f\d+)?e\d+)\]', snapshot)
@@ -96,6 +103,18 @@ def test_an_ungranted_origin_is_refused_and_never_reached(webapp, elsewhere):
             blocked = [e for e in (await b("logs")).payload["entries"] if e["type"] == "blocked"]
             assert [e["url"] for e in blocked] == [elsewhere.origin + "/", "file:///etc/passwd",
                                                    elsewhere.origin + "/stolen"]
+            # what a page loads or fetches by itself is refused too; the page itself is granted, so that is logged
+            r = await b("navigate", url=webapp.origin + "/mixed")
+            assert r.status == "ok", r
+            seen: list[dict] = []
+
+            async def refused_both() -> bool:
+                seen.extend((await b("logs")).payload["entries"])
+                return {elsewhere.origin + "/stolen.png", elsewhere.origin + "/stolen.json"} <= {
+                    e["url"] for e in seen if e["type"] == "blocked"}
+
+            await wait_for(refused_both)
+            assert any(e.get("text") == "fetch refused" for e in seen if e["type"] == "console")
         finally:
             await b.adapter.close()
         assert elsewhere.hits == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ class WebKernel:
     def close(self) -> None:
         self.kernel.kill()
         self.twin.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def agent(self, world_id: str, origins: list[str], task: str, policy: Any,
               then: list[str | None] = ()) -> dict[str, Any]:
