@@ -3,7 +3,8 @@
 One ``judge`` request at a time (others queue), on the judge's own clone:
 
 1. reset to the job's base commit and apply the integration so far (``prepare``);
-2. if it has not yet seen this integration: run every scenario on it (the *baseline*);
+2. if it has not yet seen this integration: run every scenario on it (the *baseline*; the
+   scenarios of one run go out together, so they must not depend on each other);
 3. apply the candidate diff (a diff that no longer applies is rejected: redo it on the
    new integration);
 4. run every scenario again (``check``);
@@ -80,10 +81,13 @@ class _Judge(Step):
         self.effect(EXEC, {"argv": [prepare_script(self.cfg["base_commit"])], "shell": True,
                            "stdin": _json(cur["base"]), "timeout_s": 120}, "prepare")
 
-    def run_scenario(self, i: int, phase: str) -> None:
-        s = self.cfg["scenarios"][i]
-        self.effect(EXEC, {"argv": [s["run"]], "shell": True, "timeout_s": s["timeout_s"],
-                           "max_output_bytes": 256 << 10}, [phase, i])
+    def run_scenarios(self, phase: str) -> None:
+        """Every scenario at once (one step, one intent each: the kernel runs them concurrently)."""
+        cur = self.st["cur"]  # type: ignore[index]
+        cur["phase"], cur["results"] = phase, [None] * len(self.cfg["scenarios"])
+        for i, s in enumerate(self.cfg["scenarios"]):
+            self.effect(EXEC, {"argv": [s["run"]], "shell": True, "timeout_s": s["timeout_s"],
+                               "max_output_bytes": 256 << 10}, [phase, i])
 
     def on_receipt(self, purpose: Any, r: dict[str, Any]) -> None:
         st = self.st
@@ -100,16 +104,15 @@ class _Judge(Step):
                                     [], None)
             if st["baseline_version"] == len(cur["base"]) and st["baseline"] is not None:
                 return self.apply_candidate()
-            cur["phase"], cur["results"] = "baseline", []
-            return self.run_scenario(0, "baseline")
+            return self.run_scenarios("baseline")
         if phase in ("baseline", "check"):
             i = purpose[1]
             res = exec_result(r)
-            cur["results"].append({"name": scenarios[i]["name"], "passed": passed(scenarios[i], res),
-                                   "exit_code": res["exit_code"], "holdout": scenarios[i]["holdout"],
-                                   "output": tail(res["stdout"] + res["stderr"], 800)})
-            if i + 1 < len(scenarios):
-                return self.run_scenario(i + 1, phase)
+            cur["results"][i] = {"name": scenarios[i]["name"], "passed": passed(scenarios[i], res),
+                                 "exit_code": res["exit_code"], "holdout": scenarios[i]["holdout"],
+                                 "output": tail(res["stdout"] + res["stderr"], 800)}
+            if any(x is None for x in cur["results"]):
+                return None
             if phase == "baseline":
                 st["baseline"], st["baseline_version"] = cur["results"], len(cur["base"])
                 self.audit("baseline", integration=len(cur["base"]),
@@ -122,8 +125,7 @@ class _Judge(Step):
                 return self.verdict(False, "the change does not apply to the current integration (another task "
                                            f"changed the same lines); redo it on top: {tail(res['stderr'], 500)}",
                                     [], None)
-            cur["phase"], cur["results"] = "check", []
-            return self.run_scenario(0, "check")
+            return self.run_scenarios("check")
         if phase == "llm":
             u = usage_of(r.get("payload"))
             if u["input_tokens"] or u["output_tokens"]:
@@ -138,8 +140,7 @@ class _Judge(Step):
     def apply_candidate(self) -> None:
         cur = self.st["cur"]  # type: ignore[index]
         if cur.get("final"):
-            cur["phase"], cur["results"] = "check", []
-            return self.run_scenario(0, "check")
+            return self.run_scenarios("check")
         cur["phase"] = "apply"
         self.effect(EXEC, {"argv": [APPLY], "shell": True, "stdin": _json([cur["diff"]]),
                            "timeout_s": 60}, "apply")
