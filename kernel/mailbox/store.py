@@ -91,6 +91,19 @@ class MailboxStore:
             Op("maildedup", dedup_key, b""),
         ]
 
+    def claim_ops(self, universe: str, mailbox: str, message_id: str) -> list[Op] | None:
+        """The write that marks a message id seen, for mail consumed in the same write as it arrives (a
+        portal event journaled straight into an awake world): None if the id was seen before. The caller
+        commits the ops with what consumed the message, then calls ``claimed``."""
+        dedup_key = key(universe, mailbox, message_id)
+        if dedup_key in self._in_flight or self._store.get("maildedup", dedup_key) is not None:
+            return None
+        self._in_flight.add(dedup_key)
+        return [Op("maildedup", dedup_key, b"")]
+
+    def claimed(self, universe: str, mailbox: str, message_id: str) -> None:
+        self._in_flight.discard(key(universe, mailbox, message_id))
+
     def committed(self, universe: str, mailbox: str, message_id: str) -> None:
         self._in_flight.discard(key(universe, mailbox, message_id))
         self.arrived.notify(key(universe, mailbox))
