@@ -131,7 +131,7 @@ def load_job(path: str, job_id: str | None = None) -> JobSpec:
 def parse_job(doc: Any, base_dir: str, job_id: str, source: str = "") -> JobSpec:
     if not isinstance(doc, dict):
         raise JobSpecError("the job file must be a table with [job], [budget] and [[scenario]]")
-    _keys(doc, "", {"job", "budget", "scenario"}, {"job", "scenario"})
+    _keys(doc, "", {"job", "budget", "scenario"}, {"job"})
     job = doc["job"]
     _keys(job, "job", {"intent", "constraints", "repository", "provider", "model", "id"}, {"intent", "repository"})
     job_id = _text(job.get("id", job_id), "job.id")
@@ -150,7 +150,7 @@ def parse_job(doc: Any, base_dir: str, job_id: str, source: str = "") -> JobSpec
     if provider not in PROVIDERS:
         raise JobSpecError(f"job.provider {provider!r}: one of {', '.join(PROVIDERS)}")
     budget = _budget(doc.get("budget", {}))
-    raw_scenarios = doc["scenario"]
+    raw_scenarios = doc.get("scenario")
     if not isinstance(raw_scenarios, list) or not raw_scenarios:
         raise JobSpecError("the job needs at least one [[scenario]]: how else would anyone know it is done?")
     scenarios = tuple(_scenario(s, i) for i, s in enumerate(raw_scenarios))
