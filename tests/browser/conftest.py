@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -37,3 +40,34 @@ def webapp(elsewhere: WebApp) -> Iterator[WebApp]:
         yield app
     finally:
         app.stop()
+
+
+class SharedBrowser:
+    """One ``BrowserAdapter`` (so one Chromium) for a whole module, on an event loop of its own in a thread:
+    Playwright's objects belong to the loop that made them, and each test's ``asyncio.run`` would make a new one."""
+
+    def __init__(self) -> None:
+        from aos.adapters.browser import BrowserAdapter
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.adapter = BrowserAdapter()
+
+    def run(self, work: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.run(self.adapter.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SharedBrowser]:
+    kit = SharedBrowser()
+    try:
+        yield kit
+    finally:
+        kit.close()

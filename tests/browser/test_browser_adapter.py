@@ -28,8 +28,8 @@ def ref(snapshot: str, role: str, name: str) -> str:
 
 
 class Browser:
-    def __init__(self, origins: list[str]) -> None:
-        self.adapter = BrowserAdapter()
+    def __init__(self, origins: list[str], adapter: BrowserAdapter | None = None) -> None:
+        self.adapter = adapter or BrowserAdapter()
         self.grant = {"origins": origins}
         self.blobs: dict[str, bytes] = {}
 
@@ -46,9 +46,9 @@ class Browser:
         return await self.adapter.run(call, sink, session=session, put_blob=self.put)
 
 
-def test_log_in_fill_the_form_and_read_the_result(webapp):
+def test_log_in_fill_the_form_and_read_the_result(webapp, shared):
     async def scenario() -> None:
-        b = Browser([webapp.origin])
+        b = Browser([webapp.origin], shared.adapter)
         try:
             r = await b("navigate", url=webapp.origin + "/")
             assert r.status == "ok", r
@@ -83,14 +83,14 @@ def test_log_in_fill_the_form_and_read_the_result(webapp):
             r = await b("click", ref="e999")
             assert r.status == "error" and r.error == "unknown_ref"
         finally:
-            await b.adapter.close()
+            await b.adapter.close_world("u", "w")
 
-    asyncio.run(scenario())
+    shared.run(scenario())
 
 
-def test_an_ungranted_origin_is_refused_and_never_reached(webapp, elsewhere):
+def test_an_ungranted_origin_is_refused_and_never_reached(webapp, elsewhere, shared):
     async def scenario() -> None:
-        b = Browser([webapp.origin])
+        b = Browser([webapp.origin], shared.adapter)
         try:
             r = await b("navigate", url=elsewhere.origin + "/")
             assert (r.status, r.error) == ("error", "origin_not_granted"), r
@@ -116,22 +116,20 @@ def test_an_ungranted_origin_is_refused_and_never_reached(webapp, elsewhere):
             await wait_for(refused_both)
             assert any(e.get("text") == "fetch refused" for e in seen if e["type"] == "console")
         finally:
-            await b.adapter.close()
+            await b.adapter.close_world("u", "w")
         assert elsewhere.hits == []
 
-    asyncio.run(scenario())
+    shared.run(scenario())
 
 
-def test_sessions_have_their_own_contexts_and_a_world_closes_its_own(webapp):
+def test_sessions_have_their_own_contexts_and_a_world_closes_its_own(webapp, shared):
     async def scenario() -> None:
-        b = Browser([webapp.origin])
-        try:
-            for key in (("u", "w1", "a"), ("u", "w1", "b"), ("u", "w2", "a")):
-                assert (await b("navigate", key, url=webapp.origin + "/")).status == "ok"
-            assert b.adapter.launches == 1
-            await b.adapter.close_world("u", "w1")
-            assert b.adapter.open_sessions() == [("u", "w2", "a")]
-        finally:
-            await b.adapter.close()
+        b = Browser([webapp.origin], shared.adapter)
+        for key in (("v", "w1", "a"), ("v", "w1", "b"), ("v", "w2", "a")):
+            assert (await b("navigate", key, url=webapp.origin + "/")).status == "ok"
+        assert b.adapter.launches == 1  # one Chromium for every session (and every test of this module)
+        await b.adapter.close_world("v", "w1")
+        assert b.adapter.open_sessions("v") == [("v", "w2", "a")]
+        await b.adapter.close_world("v", "w2")
 
-    asyncio.run(scenario())
+    shared.run(scenario())

@@ -116,8 +116,9 @@ class WebKernel:
             return {"doc": doc, "live": live, "records": records, "events": transcript(records), "shots": shots}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def wk() -> Iterator[WebKernel]:
+    """One kernel (so one Chromium) for the module; each test runs a world of its own on it."""
     kit = WebKernel()
     try:
         yield kit

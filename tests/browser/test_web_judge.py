@@ -3,11 +3,8 @@ a wrong expectation, a wrong password and an ungranted origin fail it, with the 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from aos.adapters.browser import BrowserAdapter
 from aos.agents.web_judge import ScenarioError, check_scenario, run_scenario
 
 
@@ -24,7 +21,7 @@ def order(origin: str, password: str = "lovelace", expect_line: str = "Order 1: 
 
 
 def test_a_good_scenario_passes_with_evidence(webapp):
-    verdict = check_scenario(order(webapp.origin))
+    verdict = check_scenario(order(webapp.origin))  # a browser of its own, started and closed
     assert verdict.passed, verdict.failures
     assert [s.ok for s in verdict.steps] == [True] * 7  # the opening navigation and six steps
     assert verdict.evidence["url"] == webapp.origin + "/result?id=1"
@@ -32,19 +29,16 @@ def test_a_good_scenario_passes_with_evidence(webapp):
     assert verdict.evidence["screenshot_png"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_bad_scenario_fails_and_says_what_the_page_showed(webapp, elsewhere):
+def test_a_bad_scenario_fails_and_says_what_the_page_showed(webapp, elsewhere, shared):
     async def verdicts() -> list:
-        shared = BrowserAdapter()  # one browser for the three (a judge of many scenarios shares one too)
-        try:
-            return [await run_scenario(s, adapter=shared) for s in (
-                order(webapp.origin, expect_line="Order 1: 3 x small for Grace."),
-                order(webapp.origin, password="babbage"),
-                {"url": webapp.origin + "/", "steps": [{"navigate": elsewhere.origin + "/"}]})]
-        finally:
-            assert shared.launches == 1
-            await shared.close()
+        # one browser for the three (a judge of many scenarios shares one too)
+        return [await run_scenario(s, adapter=shared.adapter) for s in (
+            order(webapp.origin, expect_line="Order 1: 3 x small for Grace."),
+            order(webapp.origin, password="babbage"),
+            {"url": webapp.origin + "/", "steps": [{"navigate": elsewhere.origin + "/"}]})]
 
-    wrong_result, wrong_password, fenced = asyncio.run(verdicts())
+    wrong_result, wrong_password, fenced = shared.run(verdicts())
+    assert shared.adapter.launches == 1 and shared.adapter.open_sessions() == []
     assert not wrong_result.passed
     assert wrong_result.failures == ("step 6 (expect): the page does not show 'Order 1: 3 x small for Grace.'",)
     assert "Order 1: 2 x large gift-wrapped for Grace." in wrong_result.evidence["snapshot"]
