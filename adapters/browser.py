@@ -203,7 +203,10 @@ class BrowserAdapter:
     # --- confinement -----------------------------------------------------------------------------
     async def _route(self, session: _Session, route: Any) -> None:
         request = route.request
-        main = request.is_navigation_request() and request.frame == session.page.main_frame
+        try:
+            main = request.is_navigation_request() and request.frame == session.page.main_frame
+        except Exception:  # noqa: BLE001 - a worker's request has no frame: it is no navigation of the page
+            main = False
         if main:
             session.settled.clear()
             session.redirecting = False
