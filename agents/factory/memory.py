@@ -59,8 +59,8 @@ class _Memory(Step):
             found = [e for e in self.st["index"] if (e["job"] == job and e["task"] == task)
                      or (title and e["job"] != job and e["title"] == title)]
         else:
-            found = [e for e in self.st["index"] if e["job"] != job and e["kind"] in ("failure", "judgment")
-                     and "rejected" in e["summary"] or (e["job"] != job and e["kind"] == "failure")]
+            found = [e for e in self.st["index"] if e["job"] != job and (
+                e["kind"] == "failure" or (e["kind"] == "judgment" and "rejected" in e["summary"]))]
         return found[-RECALL_LIMIT:]
 
     def stored(self, entry: Any, r: dict[str, Any]) -> None:
