@@ -418,6 +418,13 @@ def _grant(name: str, v: Any, path: str) -> GrantDef:
         types.validate(params, GRANT_PARAMS[cap], {}, f"{path}.params")
     except SchemaViolation as exc:
         raise ManifestError(exc.path, exc.message) from exc
+    if cap == "browser":  # an entry that is no origin would refuse every navigation: say so at create
+        from aos.adapters.browser_origins import OriginError, Origins
+
+        try:
+            Origins.parse(list(params["origins"]))
+        except OriginError as exc:
+            raise ManifestError(f"{path}.params.origins", str(exc)) from exc
     wfs = v.get("workflows")
     if wfs is not None:
         if not isinstance(wfs, list):

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from aos.agents.tools import browser
 from aos.agents.web import build_web_agent
 from aos.kernel.world import parse_manifest
+from aos.kernel.world.errors import ManifestError
 from aos.kernel.world.grants import find_grant
 from aos.kernel.world.manifest import EffectDef, GrantDef, Manifest
 
@@ -45,3 +48,14 @@ def test_the_web_agent_world_declares_every_browser_effect_under_its_grant():
     assert {e for e in m.effects if e.startswith("sys/browser.")} == set(browser.EFFECTS)
     assert all(isinstance(m.effects[e], EffectDef) and m.effects[e].cap == "browser" for e in browser.EFFECTS)
     assert m.grants["web"].params["origins"] == ["http://127.0.0.1:8080", "https://example.test"]
+
+
+@pytest.mark.parametrize("origins,why", [([], "non-empty"), (["127.0.0.1:8080"], "scheme (none)"),
+                                         (["http://127.0.0.1:8080/login"], "scheme://host[:port] only"),
+                                         (["file:///"], "scheme file:")])
+def test_a_browser_grant_whose_origins_are_not_origins_is_refused_at_create(origins, why):
+    doc, _ = build_web_agent(["http://127.0.0.1:8080"], "t", date="2026-01-01")
+    doc["grants"]["web"]["params"]["origins"] = origins
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(doc)
+    assert err.value.path == "$.grants.web.params.origins" and why in str(err.value), str(err.value)
