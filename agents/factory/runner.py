@@ -105,11 +105,11 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
     worker_ids = [ids[f"worker-{i}"] for i in range(1, n + 1)]
     definition = coding_agent(spec.provider)
     model = model or spec.model or definition.profile.default_model
-    base, roots, judge_root = await asyncio.to_thread(prepare_clones, spec, jobdir, n)
     worlds = await admin.worlds(universe)
     existing = {w["worldId"] for w in await worlds.list()}
     if ids["planner"] in existing:
         raise JobExists(f"job {spec.job_id!r} already ran on this kernel; give the new run another id (--id)")
+    base, roots, judge_root = await asyncio.to_thread(prepare_clones, spec, jobdir, n)
     peers = sorted(set(ids.values()))
     common = {"job": spec.job_id, "provider": spec.provider, "model": model, "planner": ids["planner"],
               "judge": ids["judge"], "governor": ids["governor"], "memory": ids["memory"], "workers": worker_ids}

@@ -141,3 +141,29 @@ def test_a_governor_budget_stops_a_runaway_job(factory, tmp_path):
     explain = factory.cli("factory", "explain", "calc").stdout
     assert explain.startswith("job calc: stopped (budget exceeded: tokens")
     assert "t1 attempt 1: aborted in calc.worker-1" in explain
+
+
+
+def test_a_job_runs_on_a_kernel_it_connects_to(factory, tmp_path):
+    """--connect: the worlds live on a kernel someone else started (granting the clones' directory, with the
+    provider's key); the journals are read back from that kernel's data directory."""
+    repo = make_repo(tmp_path)
+    job = write_job(tmp_path, repo, {"parallel_workers": 1}, SCENARIOS[:2])
+    factory.model.plan = ONE_TASK
+    work = tmp_path / "clones"
+    work.mkdir()
+    data = tmp_path / "kdata"
+    kernel = KernelProcess(str(data), extra_args=["--grant-host", str(work)], env=factory.env).start()
+    try:
+        done = factory.cli("--token-file", kernel.token_path, "factory", "run", str(job), "--connect", kernel.address,
+                           "--workdir", str(work), "--id", "remote")
+        again = factory.cli("--token-file", kernel.token_path, "--connect", kernel.address, "factory", "run",
+                            str(job), "--workdir", str(work), "--id", "remote")
+    finally:
+        kernel.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "job remote: done" in done.stdout and factory.model.errors == []
+    assert again.returncode == 1 and "job 'remote' already ran on this kernel" in again.stderr
+    assert again.stderr.count("\n") == 1
+    explain = factory.cli("factory", "explain", "remote", "--data", str(data))
+    assert explain.returncode == 0 and explain.stdout.startswith("job remote: done"), explain.stderr
