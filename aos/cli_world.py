@@ -83,6 +83,10 @@ async def run_world(args: argparse.Namespace, worlds: WorldsClient, conn: Any = 
     if action == "snapshot":
         address, seq = await world.snapshot()
         return {"snapshot": address, "seq": seq}
+    if action in ("pause", "resume"):
+        seq = await (world.pause() if action == "pause" else world.resume())
+        info, _ = await world.describe()
+        return {"control": action, "world": args.world, "controlSeq": seq, "queued": info["queued"]}
     start = args.from_seq
     if start is None:  # the last N records, as `journal` in aos-shell shows them
         info, _ = await world.describe()
@@ -141,6 +145,7 @@ def _line(record: dict[str, Any]) -> str:
         "snapshot": lambda r: r["snapshot_hash"],
         "governance": lambda r: " ".join(str(x) for x in (r["op"], r["proposal"], r["body"].get("manifest", "")) if x),
         "domain_event": lambda r: f"{r['schema']} {json.dumps(jsonvalue.to_jsonable(r['value']))}",
+        "control": lambda r: r["op"],
     }.get(kind, lambda r: "")
     return f"{record['at']:>8}  {kind:<15} {detail(record)[:160]}"
 
@@ -195,7 +200,7 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
         rows = [("ID", "NAME", "STATE", "JOURNAL", "LAST EVENT")]
         for w in result["worlds"]:
             state = ("released" if w.get("released") else "quarantined" if w.get("quarantined")
-                     else "awake" if w["awake"] else "hibernated")
+                     else "awake" if w["awake"] else "hibernated") + (" paused" if w.get("paused") else "")
             rows.append((w["worldId"], w["name"], state,
                          str(w["journalHeight"]), _ago(w["lastEventMs"])))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -218,6 +223,16 @@ def print_world(args: argparse.Namespace, result: Any) -> None:
         info = result.get("created") or result.get("forked")
         verb = "created" if "created" in result else "forked"
         print(f"{verb} world {info['worldId']} ({info['name']}), manifest {info['manifestHash'][:23]}...")
+    elif "control" in result:
+        if result["control"] == "pause":
+            print(f"world {result['world']} paused (journal seq {result['controlSeq']}); inputs queue until "
+                  f"`aos world resume {result['world']}` ({result['queued']} waiting)")
+        else:
+            print(f"world {result['world']} resumed (journal seq {result['controlSeq']}); "
+                  f"{result['queued']} input(s) still being delivered")
+    elif "seq" in result and "world" in result and result.get("outcome", {}).get("queued"):
+        print(f"world {result['world']} is paused: the event is queued in its inbox; "
+              f"`aos world resume {result['world']}` delivers it")
     elif "seq" in result and "world" in result:
         print(f"event journaled at seq {result['seq']}")
         for line in trap_lines(result.get("outcome", {})):

@@ -90,7 +90,7 @@ class Backend:
         return {
             "kind": info.kind, "universe": info.universe, "world": info.world, "readOnly": info.read_only,
             "description": info.description, "grantId": info.grant_id,
-            "send": write, "grants": write, "snapshot": write, "agent": write,
+            "send": write, "grants": write, "snapshot": write, "agent": write, "pause": write, "move": False,
             "hibernate": write and many, "fork": write and many, "unquarantine": write and many,
             "allUniverses": info.kind == "kernel", "manifest": info.kind == "kernel", "audit": True,
         }
@@ -215,7 +215,8 @@ class Backend:
             info = {"worldId": world_id, "name": listed["name"], "manifestHash": listed["manifestHash"],
                     "awake": False, "journalHeight": listed["journal"], "lastEventMs": listed["lastEventMs"],
                     "snapshot": listed["snapshot"], "forkedFrom": listed["forkedFrom"],
-                    "quarantined": listed["quarantined"]}
+                    "quarantined": listed["quarantined"], "paused": listed["paused"],
+                    "queued": None}
             traps, workflows, effects = [], {}, []
         else:
             info, traps = await world.describe()

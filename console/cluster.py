@@ -17,6 +17,7 @@ token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from aos.console import views
 from aos.console.backend import LIST_TTL, Backend
 
 PLACEMENT_STATES = ("running", "moving", "waiting")
+FOLLOW_SECONDS = 10.0  # how long a call follows a world that is moving before the page gets the error
 _ELSEWHERE = (WorldMoved, InvalidToken, HostUnavailable)  # the world is not (or no longer) where we called it
 
 
@@ -64,16 +66,26 @@ class SchedulerBackend(Backend):
         self._world.clear()
 
     async def call(self, work: Any) -> Any:
-        """``work()``, once more after the scheduler or a world's host went away, or the world moved."""
+        """``work()``, again after the scheduler or a world's host went away, or while the world moves (its
+        placement says so for the moment a hand-over takes), for up to ``FOLLOW_SECONDS``."""
         await self.connect()
-        try:
-            return await work()
-        except _ELSEWHERE:
-            self._world.clear()
-        except KernelUnavailable:
-            self.forget()
-            await self.connect()
-        return await work()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FOLLOW_SECONDS
+        lost = False
+        while True:
+            try:
+                return await work()
+            except _ELSEWHERE:
+                if loop.time() >= deadline:
+                    raise
+                self._world.clear()
+                await asyncio.sleep(0.1)
+            except KernelUnavailable:
+                if lost:
+                    raise
+                lost = True
+                self.forget()
+                await self.connect()
 
     # --- what the token may do ------------------------------------------------------------------------
 

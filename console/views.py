@@ -29,7 +29,8 @@ def world_row(universe: str, info: dict[str, Any]) -> dict[str, Any]:
     return {"universe": universe, "id": info["worldId"], "name": info["name"], "state": world_state(info),
             "journal": info["journalHeight"], "lastEventMs": info["lastEventMs"],
             "quarantined": info.get("quarantined", ""), "forkedFrom": info.get("forkedFrom", ""),
-            "manifestHash": info.get("manifestHash", ""), "snapshot": info.get("snapshot", "")}
+            "manifestHash": info.get("manifestHash", ""), "snapshot": info.get("snapshot", ""),
+            "paused": bool(info.get("paused"))}
 
 
 def filter_worlds(rows: Iterable[dict[str, Any]], state: str = "", query: str = "", sort: str = "activity",

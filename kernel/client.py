@@ -509,12 +509,21 @@ class WorldClient(RemoteCap):
     async def send_with_outcome(self, schema: str, value: Any) -> tuple[int, dict[str, Any]]:
         """``(seq, outcome)``: outcome is ``{steps, traps: [{workflow, key, code, message}], intents,
         rejected}`` (world.capnp ``SendOutcome``); ``steps > 0`` and ``len(traps) == steps``
-        means every workflow the event reached trapped."""
+        means every workflow the event reached trapped; ``queued`` that the world is paused and the
+        event waits in its inbox (seq 0) until ``resume``."""
         reply = await call(self.cap.send(schema, jsonvalue.dumps(value)))
         outcome = reply.outcome
         traps = [{"workflow": t.workflow, "key": t.key, "code": t.code, "message": t.message} for t in outcome.traps]
         return reply.seq, {"steps": outcome.steps, "traps": traps, "intents": outcome.intents,
-                           "rejected": outcome.rejected}
+                           "rejected": outcome.rejected, "queued": outcome.queued}
+
+    async def pause(self) -> int:
+        """Stop the world taking inputs (they queue, durably); the control record's journal seq."""
+        return (await call(self.cap.pause())).seq  # type: ignore[no-any-return]
+
+    async def resume(self) -> int:
+        """Deliver what queued while paused, then take inputs again; the control record's journal seq."""
+        return (await call(self.cap.resume())).seq  # type: ignore[no-any-return]
 
     async def send_batch(self, events: list[tuple[str, Any]]) -> list[int]:
         batch = [{"eventSchema": schema, "value": jsonvalue.dumps(value)} for schema, value in events]

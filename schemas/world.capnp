@@ -107,6 +107,9 @@ struct WorldInfo {
                            # loads or is no longer allowed, a replay that diverged).
                            # Its calls fail with WorldQuarantined and its mail waits
                            # until Worlds.unquarantine.
+  paused @10 :Bool;        # World.pause: it takes no inputs until World.resume
+  queued @11 :UInt32;      # inputs waiting for it (its inbox mail; receipts held while paused);
+                           # describe only, 0 in list
   released @9 :Bool;       # this kernel released the world (or lost it to another
                            # kernel on shared storage) and holds none of its state:
                            # its calls fail with WorldMoved. Listed so it is not lost
@@ -218,6 +221,18 @@ interface World extends(Caps.Held) {
 
   manifest @19 () -> (manifest :Text);
   # {manifest: the document the world runs now, hash, address}.
+
+  pause @20 () -> (seq :UInt64, changed :Bool);
+  # Stop the world taking inputs: events sent to it (send, sendBatch), timer
+  # firings and portal messages wait in its inbox mailbox (durable, in
+  # order), receipts of effects still running wait in its driver; nothing is
+  # lost and nothing is applied. Journaled as a control record (replay
+  # pauses at the same place); a paused world stays paused across restarts.
+  # `seq` is that record's position (`changed` false: it was paused already,
+  # seq is the journal height). Errors: PermissionDenied (read-only cap).
+
+  resume @21 () -> (seq :UInt64, changed :Bool);
+  # Journal the resume, then apply what waited, in the order it came.
 }
 
 struct GrantInfo {
@@ -242,6 +257,8 @@ struct SendOutcome {
                              # traps = steps > 0 means nothing the event reached ran
   intents @2 :UInt32;        # effects admitted (journaled, now running)
   rejected @3 :UInt32;       # effects refused at admission (journaled as effect_rejected)
+  queued @4 :Bool;           # the world is paused: the event waits in its inbox mailbox (seq = 0,
+                             # nothing ran); World.resume delivers it
 }
 
 struct TrapInfo {

@@ -192,7 +192,7 @@ async function worldsView(view, query) {
   const cluster = viaScheduler();
   const rows = result.rows.map((w) => el("tr", { "data-world": w.id },
     el("td", {}, el("a", { href: `#/world/${enc(w.universe)}/${enc(w.id)}` }, w.id)),
-    el("td", {}, w.name), el("td", {}, w.universe), el("td", {}, badge(w.state)),
+    el("td", {}, w.name), el("td", {}, w.universe), el("td", {}, badge(w.state), w.paused ? [" ", el("span", { class: "badge quarantined" }, "paused")] : ""),
     ...(cluster ? [el("td", { "data-testid": "host" }, w.host || w.reason || "–"), el("td", { class: "num" }, w.epoch)]
       : [el("td", { class: "num" }, w.journal), el("td", {}, ago(w.lastEventMs))])));
   view.append(el("table", { "data-testid": "worlds" },
@@ -309,7 +309,7 @@ async function worldView(view, universe, worldId, query) {
   const link = (t) => `#/world/${enc(universe)}/${enc(worldId)}?tab=${t}`;
   const reload = () => { const h = location.hash; location.hash = h + (h.includes("?") ? "&" : "?") + "r=" + Date.now(); };
   const actions = el("div", { class: "actions", "data-testid": "world-actions" });
-  if (can("send")) actions.append(el("button", { class: "primary", "data-testid": "action-send", onclick: () => sendForm(base, view) }, "Send event…"));
+  if (can("send")) actions.append(el("button", { class: "primary", "data-testid": "action-send", onclick: () => sendForm(base, view, reload) }, "Send event…"));
   if (can("snapshot")) actions.append(el("button", { "data-testid": "action-snapshot",
     onclick: () => act("Snapshot", `Snapshot world ${worldId} into CAS and journal the marker.`, `${base}/snapshot`, {}) }, "Snapshot"));
   if (can("hibernate") && w.state === "awake") actions.append(el("button", { "data-testid": "action-hibernate",
@@ -340,7 +340,7 @@ async function worldView(view, universe, worldId, query) {
       "latest snapshot", el("span", { class: "mono" }, info.snapshot || "–"),
       "forked from", info.forkedFrom || "–",
       ...(w.placement ? ["host", el("span", { "data-testid": "world-host" }, `${w.placement.host || "none"} (epoch ${w.placement.epoch}, ${w.placement.state})`)] : []),
-      ...(paused || info.queued ? ["queued while paused", el("span", { "data-testid": "queued" }, String(info.queued || 0))] : []),
+      ...(paused || info.queued ? ["queued while paused", el("span", { "data-testid": "queued" }, info.queued === null || info.queued === undefined ? "–" : String(info.queued))] : []),
       ...(info.quarantined ? ["quarantined", el("span", { class: "badge quarantined" }, info.quarantined)] : []),
       ...(w.traps.length ? ["recent traps", el("pre", {}, w.traps.join("\n"))] : []))),
     actions,
@@ -354,7 +354,7 @@ async function worldView(view, universe, worldId, query) {
   await tabs[tab](body, { base, universe, worldId, w, tab });
 }
 
-function sendForm(base, view) {
+function sendForm(base, view, reload) {
   const schema = el("input", { placeholder: "schema, e.g. demo/CounterEvent@1", size: 40, "data-testid": "send-schema" });
   const value = el("textarea", { placeholder: '{"by": 1}', "data-testid": "send-value" });
   const form = el("div", { class: "card", "data-testid": "send-form" }, el("h2", {}, "Send an event"), schema, value,
@@ -363,7 +363,8 @@ function sendForm(base, view) {
       try { parsed = JSON.parse(value.value || "null"); } catch (err) { toast(`not JSON: ${err.message}`, true); return; }
       const out = await act("Send event", `Send ${schema.value} to this world (the event goes into its journal).`,
         `${base}/send`, { schema: schema.value, value: parsed });
-      if (out) { form.remove(); toast(`journaled at seq ${out.result.seq}` + (out.result.traps.length ? `; trapped: ${out.result.traps.map((t) => t.message).join("; ")}` : "")); }
+      if (out && out.result.queued) { form.remove(); toast("queued: the world is paused; Resume delivers it"); reload(); }
+      else if (out) { form.remove(); toast(`journaled at seq ${out.result.seq}` + (out.result.traps.length ? `; trapped: ${out.result.traps.map((t) => t.message).join("; ")}` : "")); }
     } }, "Send"), el("button", { onclick: () => form.remove() }, "Close")));
   view.querySelector("[data-testid=world-actions]").after(form);
   schema.focus();

@@ -29,8 +29,8 @@ from aos.errors import AosError
 from aos.kernel.host.registry import journal_universe
 from aos.kernel.store import Op
 from aos.kernel.world.errors import WorldError
-from aos.kernel.world.records import (EffectIntentRecord, EventRecord, GovernanceRecord, ReceiptRecord, Record,
-                                     SnapshotRecord, Stamp)
+from aos.kernel.world.records import (ControlRecord, EffectIntentRecord, EventRecord, GovernanceRecord, ReceiptRecord,
+                                     Record, SnapshotRecord, Stamp)
 from aos.kernel.world.stepper import World
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ EPOCH = 1  # single-host kernel; the scheduler issue brings real epochs
 
 @dataclass(slots=True)
 class _Input:
-    record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord
+    record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | ControlRecord
     extra_ops: list[Op]
     future: asyncio.Future[int] | None
     door_checked: bool = False
@@ -75,6 +75,9 @@ class WorldDriver:
         self.stats = DriverStats()
         self.last_active = time.monotonic()
         self._inbox: deque[_Input] = deque()
+        # events and receipts that reached the driver while the world is paused (World.pause), in order:
+        # a resume puts them back first; what comes by mail meanwhile waits in the inbox mailbox
+        self._held: deque[_Input] = deque()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_COMMITS_IN_FLIGHT)
         self._commits: set[asyncio.Task[None]] = set()
@@ -90,7 +93,11 @@ class WorldDriver:
 
     def quiescent(self) -> bool:
         """Nothing queued, syncing or running: safe to snapshot and hibernate."""
-        return not self._inbox and not self._commits and not self._effects
+        return not self._inbox and not self._commits and not self._effects and not self._held
+
+    def held(self) -> int:
+        """Events and receipts held while the world is paused."""
+        return len(self._held)
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is durable."""
@@ -137,7 +144,7 @@ class WorldDriver:
             status, payload = "error", {"error": "bad_receipt", "message": str(bad)}
         await self.submit(ReceiptRecord(intent_hash, status, payload, Stamp(time.time_ns(), b"")), extra_ops)
 
-    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord,
+    def submit(self, record: EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | ControlRecord,
                extra_ops: list[Op] | None = None, door_checked: bool = False) -> asyncio.Future[int]:
         if self.failed is not None:
             raise WorldError(f"world {self.world_id} is stopped after a storage failure")
@@ -162,7 +169,14 @@ class WorldDriver:
             ops: list[Op] = []
             intents: list[EffectIntentRecord] = []
             answers: list[tuple[_Input, int, str]] = []
-            for item in batch:
+            for i, item in enumerate(batch):
+                if self.world.paused and isinstance(item.record, (EventRecord, ReceiptRecord)):
+                    self._held.append(item)  # its sender waits; a resume applies it
+                    continue
+                resumes = isinstance(item.record, ControlRecord) and item.record.op == "resume" and self.world.paused
+                if resumes:  # what was held goes before whatever came after the resume in this batch
+                    self._inbox.extendleft(reversed([*self._held, *batch[i + 1:]]))
+                    self._held.clear()
                 result = self.world.apply(item.record, item.door_checked
                                           and item.checked_against == self.world.manifest_hash)
                 answers.append((item, len(blobs), result.error.message if result.status == "rejected" and result.error else ""))
@@ -171,6 +185,11 @@ class WorldDriver:
                 self._note(result.records)
                 ops.extend(item.extra_ops)
                 intents.extend(result.intents)
+                if resumes:
+                    break
+            if not blobs:  # everything in it was held
+                self._slots.release()
+                continue
             first, journal_ops = journal.prepare_append(self.journal_universe, self.world_id, self.next_seq, EPOCH, blobs)
             self.next_seq += len(blobs)
             durable = committer.enqueue(journal_ops + ops)

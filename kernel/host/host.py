@@ -34,7 +34,7 @@ from aos.kernel.world.errors import CborError, WorldError, WorldQuarantined
 from aos.kernel.world.loader import load_runtimes
 from aos.kernel.world.manifest import GrantDef, Manifest, parse_manifest
 from aos.kernel.world.python_runtime import DEFAULT_STEP_SECONDS, PythonAllowList
-from aos.kernel.world.records import decode_record
+from aos.kernel.world.records import ControlRecord, Stamp, decode_record
 from aos.kernel.world.replay import Replayer
 from aos.kernel.world.runtime import WasmModuleCache, WorkflowRuntime
 from aos.kernel.world.stepper import World
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from aos.kernel.services import KernelServices
 
 log = logging.getLogger("aos.kernel.world")
+
+QUEUED = -1  # send's answer for a paused world: the event waits in the world's inbox mailbox
 
 
 
@@ -324,15 +326,63 @@ class WorldHost:
     # --- using ---------------------------------------------------------------------------------
 
     async def send(self, universe: str, world_id: str, schema: str, value: Any) -> int:
+        """The event's journal seq, or ``QUEUED`` when the world is paused (it waits in the inbox mailbox)."""
         if self.handover is not None:
             await self.handover.locate(universe, world_id, "acquire")  # an event brings a released world here
-        return await (await self.driver(universe, world_id)).send_event(schema, value)
+        driver = await self.driver(universe, world_id)
+        if driver.world.paused:
+            await self._queue(driver, [(schema, value)])
+            return QUEUED
+        return await driver.send_event(schema, value)
+
+    async def _queue(self, driver: WorldDriver, events: list[tuple[str, Any]]) -> None:
+        """Door-check events for a paused world and put them in its inbox mailbox (durable, in order), where
+        portal messages and timer firings wait too; its resume drains them."""
+        for i, (schema, value) in enumerate(events):
+            bad = driver.world.check_event(schema, value)
+            if bad is not None:
+                raise type(bad)(f"events[{i}]{bad.path[1:]}", bad.message) if len(events) > 1 else bad
+        for schema, value in events:
+            payload = cbor.encode({"kind": "event", "schema": schema, "value": value})
+            await self.services.mailboxes.send(driver.universe, inbox(driver.world_id), "queued-" + secrets.token_hex(12),
+                                               payload)
+
+    async def set_paused(self, universe: str, world_id: str, paused: bool) -> tuple[int, bool]:
+        """Pause (or resume) a world: ``(seq of the journaled control record, whether it changed)``.
+
+        A paused world applies no event, receipt, timer firing or portal message: what comes by mail (and
+        events sent to it) waits in its inbox mailbox, receipts of the effects still running wait in its
+        driver (after a restart those effects run again, with their idempotency keys). The control record
+        is journaled (replay pauses at the same place) with the registry's flag in the same write, so a
+        paused world stays paused across restarts and its mail does not wake it."""
+        if self.handover is not None:
+            await self.handover.locate(universe, world_id, "refuse")
+        driver = await self.driver(universe, world_id)
+        if driver.world.paused == paused:
+            return self.services.journal.head(journal_universe(universe), world_id).durable, False
+        meta = replace(self.meta(universe, world_id), paused=paused)
+        record = ControlRecord("pause" if paused else "resume", Stamp(time.time_ns(), b""))
+        seq = await driver.submit(record, [self.registry.put_op(meta)])
+        self.registry.remember(meta)
+        driver.meta = replace(driver.meta, paused=paused)
+        log.info("event=world_%s universe=%s world=%s seq=%d", record.op, universe, world_id, seq)
+        if not paused:
+            self._on_mail(universe, inbox(world_id))  # what waited, in the order it came
+        return seq, True
+
+    def queued(self, universe: str, world_id: str) -> int:
+        """Inputs waiting for the world: its inbox mail, and receipts its driver holds while it is paused."""
+        driver = self._drivers.get((universe, world_id))
+        return self.services.mailboxes.count(universe, inbox(world_id)) + (driver.held() if driver else 0)
 
     async def send_batch(self, universe: str, world_id: str, events: list[tuple[str, Any]]) -> list[int]:
         """Door-check all, then submit all at once so they share journal batches."""
         if self.handover is not None:
             await self.handover.locate(universe, world_id, "acquire")
         driver = await self.driver(universe, world_id)
+        if driver.world.paused:
+            await self._queue(driver, events)
+            return []
         for i, (schema, value) in enumerate(events):
             bad = driver.world.check_event(schema, value)
             if bad is not None:
@@ -354,7 +404,8 @@ class WorldHost:
         meta = replace(driver.meta.with_snapshot(address, seq), revoked_grants=current.revoked_grants,
                        last_event_ms=driver.stats.last_input_ms or driver.meta.last_event_ms,
                        # the manifest of this snapshot (governance may have switched it since the wake)
-                       manifest=current_address(driver), manifest_hash=driver.world.manifest_hash)
+                       manifest=current_address(driver), manifest_hash=driver.world.manifest_hash,
+                       paused=driver.world.paused)
         await self.services.committer.commit([self.registry.put_op(meta)])
         self.registry.remember(meta)
         driver.meta = meta
@@ -581,8 +632,8 @@ class WorldHost:
             return
         world = (universe, world_id)
         meta = self.registry.get(*world)
-        if meta is None or meta.quarantined:
-            return  # a quarantined world's mail waits for it
+        if meta is None or meta.quarantined or meta.paused:
+            return  # a quarantined or paused world's mail waits for it
         if world in self._drains:
             self._redrain.add(world)
             return
@@ -608,6 +659,8 @@ class WorldHost:
                 return  # the mail stays queued until an operator releases the world
             except UnknownWorld:
                 return  # being handed over (WorldMoved): the mail goes with the world
+            if driver.world.paused:
+                return  # its resume drains the inbox
             pending = []
             for message in messages:
                 ack = mailboxes.ack_ops(universe, inbox(world_id), [message.seq])

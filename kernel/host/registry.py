@@ -25,6 +25,7 @@ class WorldMeta:
     last_event_ms: int = 0  # when the world last took an input, as of its latest snapshot
     revoked_grants: tuple[str, ...] = ()  # manifest grants an operator switched off at runtime
     quarantined: str = ""  # why the kernel stopped waking it ("" = it wakes normally)
+    paused: bool = False  # an operator paused it (World.pause); the journal's control record is the truth
 
     @classmethod
     def from_json(cls, raw: bytes) -> WorldMeta:

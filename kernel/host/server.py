@@ -10,7 +10,7 @@ from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
 from aos.errors import InvalidArgument, PermissionDenied, UnknownWorld
 from aos.kernel.host import jsonvalue
-from aos.kernel.host.host import WorldHost, WorldStatus
+from aos.kernel.host.host import QUEUED, WorldHost, WorldStatus
 from aos.kernel.host.registry import journal_universe
 from aos.kernel.names import key as name_key
 from aos.kernel.rpc import remote
@@ -35,6 +35,7 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
         "forkedFrom": meta.forked_from,
         "quarantined": meta.quarantined,
         "released": status.released,
+        "paused": meta.paused,
     }
 
 
@@ -144,6 +145,8 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         _check_writable(self.grant, "send events")
         # (a field named "schema" would be shadowed by pycapnp's reader attribute)
         seq = await self.host.send(self.universe, self.world_id, eventSchema, jsonvalue.loads(value))
+        if seq == QUEUED:
+            return 0, {"steps": 0, "traps": [], "intents": 0, "rejected": 0, "queued": True}
         try:
             return seq, await self._outcome(eventSchema, seq)
         except UnknownWorld:  # handed over right after the event was durable: it is, so the send succeeded
@@ -240,7 +243,19 @@ class WorldImpl(HeldImpl, world_capnp.World.Server):  # type: ignore[misc,name-d
         status = self.host.status_of(self.host.meta(self.universe, self.world_id))
         workflows = [{"name": name, "keyed": wf.key is not None}
                      for name, wf in sorted(driver.world.manifest.workflows.items())]
-        return world_info(status), list(driver.stats.recent_traps), workflows
+        info = {**world_info(status), "paused": driver.world.paused,
+                "queued": self.host.queued(self.universe, self.world_id)}
+        return info, list(driver.stats.recent_traps), workflows
+
+    @remote()
+    async def pause(self, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "pause worlds")
+        return await self.host.set_paused(self.universe, self.world_id, True)
+
+    @remote()
+    async def resume(self, _context: Any, **kwargs: Any) -> Any:
+        _check_writable(self.grant, "resume worlds")
+        return await self.host.set_paused(self.universe, self.world_id, False)
 
     @remote()
     async def effects(self, _context: Any, **kwargs: Any) -> Any:

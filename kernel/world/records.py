@@ -6,7 +6,8 @@ Two families:
   sees them: ``EventRecord`` (ingress, with its stamp), ``ReceiptRecord``
   (an adapter's terminal answer) and ``SnapshotRecord`` (a checkpoint marker
   whose hash replay must reproduce) and ``GovernanceRecord`` (a step of a
-  manifest change; an apply or rollback switches the manifest there);
+  manifest change; an apply or rollback switches the manifest there) and
+  ``ControlRecord`` (an operator paused or resumed the world);
 - *derived* records are what the stepper computed from an input record:
   ``DomainEventRecord``, ``EffectIntentRecord``, ``EffectRejectedRecord``,
   ``TrapRecord`` and ``StateRecord`` (hashes of the cells that changed). The
@@ -132,6 +133,20 @@ class GovernanceRecord(_Record):
 
 
 @dataclass(frozen=True)
+class ControlRecord(_Record):
+    """An operator's switch of the world's run state: ``op`` is ``pause`` or ``resume``. A paused world
+    applies no event or receipt; they wait (in its inbox mailbox, or in the driver) until a resume."""
+
+    kind: ClassVar[str] = "control"
+    input: ClassVar[bool] = True
+    op: str
+    stamp: Stamp
+
+
+CONTROL_OPS = ("pause", "resume")
+
+
+@dataclass(frozen=True)
 class DomainEventRecord(_Record):
     kind: ClassVar[str] = "domain_event"
     input: ClassVar[bool] = False
@@ -190,14 +205,14 @@ class StateRecord(_Record):
         return {"kind": self.kind, "seq": self.seq, "changes": [list(c) for c in self.changes]}
 
 
-Record = (EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | DomainEventRecord | EffectIntentRecord
-          | EffectRejectedRecord | TrapRecord | StateRecord)
-InputRecord = EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord
+Record = (EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | ControlRecord | DomainEventRecord
+          | EffectIntentRecord | EffectRejectedRecord | TrapRecord | StateRecord)
+InputRecord = EventRecord | ReceiptRecord | SnapshotRecord | GovernanceRecord | ControlRecord
 
 _KINDS: dict[str, type[Any]] = {
     c.kind: c
-    for c in (EventRecord, ReceiptRecord, SnapshotRecord, GovernanceRecord, DomainEventRecord, EffectIntentRecord,
-              EffectRejectedRecord, TrapRecord, StateRecord)
+    for c in (EventRecord, ReceiptRecord, SnapshotRecord, GovernanceRecord, ControlRecord, DomainEventRecord,
+              EffectIntentRecord, EffectRejectedRecord, TrapRecord, StateRecord)
 }
 
 

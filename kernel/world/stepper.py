@@ -39,6 +39,7 @@ from aos.kernel.world.governance import SWITCHES, GovernanceError, GovernanceSta
 from aos.kernel.world.grants import find_grant
 from aos.kernel.world.manifest import Manifest, WorkflowDef, def_hash
 from aos.kernel.world.records import (
+    ControlRecord,
     DomainEventRecord,
     EffectIntentRecord,
     EffectRejectedRecord,
@@ -106,6 +107,7 @@ class World:
         self._cells: dict[str, dict[bytes, tuple[Any, bytes]]] = {w: {} for w in manifest.workflows}
         self._open: dict[str, EffectIntentRecord] = {}
         self.seq = 0
+        self.paused = False  # an operator paused it (ControlRecord): the driver holds its events and receipts
         # proposals and manifest history (governance.py); the host sets ``manifests`` so that an
         # apply or rollback record can switch to the manifest it names, live and in replay
         self.governance = GovernanceState()
@@ -277,6 +279,8 @@ class World:
                 return self._apply_snapshot_marker(record)
             if isinstance(record, GovernanceRecord):
                 return self._apply_governance(record)
+            if isinstance(record, ControlRecord):
+                return self._apply_control(record)
             return _reject("Record", f"{getattr(record, 'kind', type(record).__name__)} is not an input record")
         except Exception as exc:  # noqa: BLE001 -- a stepper bug must not kill the host; it is reported
             return _reject("Internal", f"{type(exc).__name__}: {exc}")
@@ -310,6 +314,12 @@ class World:
         wf = self.manifest.workflows[intent.origin.workflow]
         return self._run([_Delivery(wf, intent.origin.key, RECEIPT_SCHEMA, value)], rec.stamp,
                          cbor.sha256_text(rec.encode()))
+
+    def _apply_control(self, rec: ControlRecord) -> StepResult:
+        if rec.op not in ("pause", "resume"):
+            return _reject("Record", f"unknown control op {rec.op!r}")
+        self.paused = rec.op == "pause"  # not an input of any workflow: seq and cells stay
+        return StepResult("ok")
 
     def _apply_snapshot_marker(self, rec: SnapshotRecord) -> StepResult:
         # replay reaching a snapshot marker must be in exactly the recorded state
@@ -472,6 +482,8 @@ class World:
         }
         if not self.governance.empty:  # absent until a world's first proposal: older snapshots keep their bytes
             value["governance"] = self.governance.to_value()
+        if self.paused:  # likewise absent unless paused
+            value["paused"] = True
         return value
 
     def snapshot(self) -> bytes:
@@ -510,6 +522,7 @@ class World:
                 w._open[intent.intent_hash] = intent
             if "governance" in v:
                 w.governance = GovernanceState.from_value(v["governance"])
+            w.paused = v.get("paused", False) is True
         except (KeyError, TypeError, ValueError, AssertionError, CborError) as exc:
             raise SnapshotError(f"malformed snapshot: {exc}") from exc
         return w

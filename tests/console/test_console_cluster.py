@@ -196,7 +196,46 @@ def test_a_move_from_the_world_page_shows_live_in_the_scheduling_history(setup: 
     page.wait_for_selector(f"[data-testid=world-host]:has-text('{target}')")
 
 
+def test_pause_queues_an_event_and_resume_delivers_it(setup: dict[str, Any], page: Any) -> None:
+    """Pause (confirmed) on a world's page; an event sent from the page is queued, not journaled (the page shows
+    it waiting); Resume (confirmed) delivers it: it appears live in the open journal timeline. Both are in the
+    audit log."""
+    base = setup["console"].base
+    page.goto(base + "/#/world/demo/c3?tab=journal")
+    page.wait_for_selector("[data-testid=world-actions]")
+    page.click("[data-testid=action-pause]")
+    page.click("[data-testid=confirm-ok]")
+    page.wait_for_selector("h1 [data-testid=paused]")
+    page.click("[data-testid=action-send]")
+    page.fill("[data-testid=send-schema]", "demo/CounterEvent@1")
+    page.fill("[data-testid=send-value]", '{"by": 7}')
+    page.click("[data-testid=send-go]")
+    page.click("[data-testid=confirm-ok]")
+    page.wait_for_selector("[data-testid=toast]:has-text('queued: the world is paused')")
+    page.wait_for_selector("[data-testid=queued]:has-text('1')")
+    page.wait_for_selector("[data-testid=live-status]:has-text('live')")
+    assert page.locator("[data-testid=journal-rows] tr[data-kind=event]").count() == 0
+    assert page.locator("[data-testid=journal-rows] tr[data-kind=control]").count() == 1
+    shot(setup, page, "world-paused")
+    page.click("[data-testid=action-resume]")
+    page.click("[data-testid=confirm-ok]")
+    page.wait_for_selector("[data-testid=action-pause]")
+    page.wait_for_selector("[data-testid=live-status]:has-text('live')")
+    row = page.wait_for_selector("[data-testid=journal-rows] tr[data-kind=event]")
+    assert '"by":7' in row.inner_text().replace(" ", "")
+    page.goto(base + "/#/world/demo/c3?tab=state")
+    page.click("[data-workflow='demo/counter@1']")
+    page.wait_for_selector("[data-testid=state-value] pre:has-text('7')")
+    page.goto(base + "/#/audit")
+    page.wait_for_selector("[data-testid=audit] tbody tr")
+    text = page.inner_text("[data-testid=audit]")
+    assert "pause" in text and "resume" in text
+
+
+# last: its login replaces the admin console's cookie in this browser (cookies are per host, not port)
 def test_a_read_only_scheduler_token_shows_no_move_or_pause(setup: dict[str, Any]) -> None:
+    """A read-only scheduler token: the read-only badge, no button on a world's page (no move, pause, send) or in the
+    cluster view, and a hand-made move call is refused."""
     ro = setup["ro"]
     page = setup["context"].new_page()
     page.set_default_timeout(20_000)
