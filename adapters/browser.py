@@ -89,6 +89,10 @@ def _final_url_refusal(origins: Origins, url: str) -> str | None:
     return origins.check_navigation(url)
 
 
+def _timed_out(what: str, s: _Session) -> Receipt:
+    return Receipt("timeout", {"url": s.page.url}, "timeout", f"{what} did not finish within the effect's timeout")
+
+
 def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -330,6 +334,7 @@ class BrowserAdapter:
 
     async def _do(self, op: str, params: Mapping[str, Any], s: _Session, put_blob: PutBlob | None) -> Receipt:
         from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         try:
             if op == "navigate":
@@ -341,6 +346,8 @@ class BrowserAdapter:
                 try:
                     response = await s.page.goto(url, wait_until="load")
                 except PlaywrightError as exc:
+                    if isinstance(exc, PlaywrightTimeout) and not s.blocked:
+                        return _timed_out(f"browser.navigate to {_cut(url, 200)}", s)
                     if s.blocked:
                         await self._settle(s)  # the error page commits after goto gave up; the next effect waits not
                         return Receipt.fail("browser_error", "navigation refused")  # turned into origin_not_granted
@@ -385,6 +392,8 @@ class BrowserAdapter:
                 entries, dropped = s.entries, s.dropped
                 s.entries, s.dropped = [], 0
                 return Receipt.ok(entries=entries, dropped=dropped, url=s.page.url)
+        except PlaywrightTimeout:
+            return _timed_out(f"browser.{op}", s)
         except PlaywrightError as exc:
             raise Fail("browser_error", _cut(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
         raise Fail("unsupported", f"browser.{op} is not an effect")

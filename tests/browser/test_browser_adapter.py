@@ -133,3 +133,35 @@ def test_sessions_have_their_own_contexts_and_a_world_closes_its_own(webapp, sha
         await b.adapter.close_world("v", "w2")
 
     shared.run(scenario())
+
+
+def test_type_key_by_key_and_submit_with_enter(webapp, shared):
+    async def scenario() -> None:
+        b = Browser([webapp.origin], shared.adapter)
+        key = ("t", "w", "main")
+        try:
+            await b("navigate", key, url=webapp.origin + "/")
+            snap = (await b("snapshot", key)).payload["snapshot"]
+            assert (await b("type", key, ref=ref(snap, "textbox", "User name"), text="ada")).status == "ok"
+            r = await b("type", key, ref=ref(snap, "textbox", "Password"), text="lovelace", submit=True)
+            assert r.status == "ok" and r.payload["url"] == webapp.origin + "/form", r
+            r = await b("type", key, ref="button")
+            assert (r.status, r.error) == ("error", "invalid_params"), r
+        finally:
+            await b.adapter.close_world("t", "w")
+
+    shared.run(scenario())
+
+
+def test_a_page_that_never_answers_ends_the_effect_with_a_timeout(webapp, shared):
+    async def scenario() -> None:
+        b = Browser([webapp.origin], shared.adapter)
+        b.grant = {"origins": [webapp.origin], "max_timeout_s": 1}
+        try:
+            r = await b("navigate", ("s", "w", "main"), url=webapp.origin + "/stuck")
+            assert r.status == "timeout" and r.error == "timeout", r
+        finally:
+            webapp.release.set()
+            await b.adapter.close_world("s", "w")
+
+    shared.run(scenario())

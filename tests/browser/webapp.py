@@ -42,6 +42,7 @@ class WebApp:
         self.orders: list[dict[str, str]] = []
         self.sessions: dict[str, str] = {}
         self.redirect_to = redirect_to
+        self.release = threading.Event()  # lets /stuck answer
         app = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +71,7 @@ class WebApp:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -103,6 +105,9 @@ class WebApp:
             self._page(h, "Sign in", LOGIN.format(error=""))
         elif url.path == "/away":
             self._redirect(h, self.redirect_to, status=302)
+        elif url.path == "/stuck":  # answers only once the test lets it (after the browser gave up)
+            self.release.wait(30)
+            self._page(h, "Late", "<p>Too late.</p>")
         elif url.path == "/mixed":  # a page that reaches for the other server by itself
             other = html.escape(self.redirect_to)
             self._page(h, "Mixed", f'<img src="{other}.png" alt="pixel"><script>fetch("{other}.json")'
