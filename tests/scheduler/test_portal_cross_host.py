@@ -324,3 +324,34 @@ def test_messages_reach_the_receiver_after_its_host_is_killed(own_cluster: Local
     assert host in ("host0", "host2")
     assert got == {i: 1 for i in first + rest}
     assert_all_sent(receipts, len(first + rest))
+
+
+def test_a_sender_whose_host_is_killed_sends_each_message_once_from_its_next_host(own_cluster: LocalCluster) -> None:
+    ids = [f"c{i}" for i in range(20)]
+
+    async def before() -> None:
+        async with await session(own_cluster) as s:
+            await until(lambda: _hosts(s, 3))
+            await s.scheduler.create_universe("p6")
+            universe = await s.universe("p6")
+            for name, host in (("s", "host0"), ("r", "host1")):  # unpinned: the sender fails over too
+                await universe.create_world(manifest(), None, name)
+                if await where(s, "p6", name) != host:
+                    await s.scheduler.move("p6", name, host)
+                await until(lambda: _running_on(s, "p6", name, host))
+            # 20 intents journaled with the event; SIGKILL right after: some delivered, some not yet
+            await (await s.open_world("p6", "s")).send(SCRIPT, sends("r", ids))
+
+    run(before())
+    own_cluster.kernels[0].kill()
+
+    async def after() -> tuple[Any, ...]:
+        async with await session(own_cluster) as s:
+            got = await until(all_received(s, "p6", ids), timeout=90)
+            receipts = await until(receipts_for(s, "p6", len(ids)), timeout=90)
+            return got, receipts, await where(s, "p6", "s")
+
+    got, receipts, sender_host = run(after())
+    assert sender_host in ("host1", "host2")
+    assert got == {i: 1 for i in ids}  # the open intents ran again there, with their idempotency keys
+    assert_all_sent(receipts, len(ids))
