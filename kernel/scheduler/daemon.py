@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", type=int, default=DEFAULT_SLOTS,
                         help=f"slots of a new cluster (fixed once created; default {DEFAULT_SLOTS})")
     parser.add_argument("--no-rebalance", action="store_true", help="never move running worlds to even out load")
+    parser.add_argument("--metrics", metavar="HOST:PORT", default=os.environ.get("AOS_METRICS", ""),
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: $AOS_METRICS, else off; "
+                             "port 0 picks one)")
     parser.add_argument("--log-level", default=os.environ.get("AOS_LOG_LEVEL", "info"))
     parser.add_argument("--version", action="version", version=f"aos-scheduler {__version__}")
     return parser
@@ -302,6 +305,10 @@ def check(args: argparse.Namespace) -> None:
         raise InvalidArgument(f"--admin-token {args.admin_token}: no such file")
     if not 1 <= args.slots <= 65536:
         raise InvalidArgument(f"--slots {args.slots}: use 1 to 65536")
+    if args.metrics:
+        host, sep, port = args.metrics.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidArgument(f"--metrics {args.metrics!r}: use HOST:PORT (port 0 picks a free one)")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -314,6 +321,7 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
     health = None
+    metrics = None
     try:
         await server.start()
         say(f"aos-scheduler {__version__} id={server.id} pid={os.getpid()} etcd={args.etcd}")
@@ -324,6 +332,13 @@ async def run(args: argparse.Namespace) -> int:
             health = HealthEndpoint(args.health)
             health.start()
             say(f"health grpc {health.address}")
+        if args.metrics:
+            from aos.kernel.scheduler.metrics import SchedulerMetrics
+
+            assert server.services is not None
+            metrics = SchedulerMetrics(server.services, args.metrics)
+            await metrics.start()
+            say(f"metrics http://{metrics.address}/metrics")
         say(f"admin token: {server.admin_token_path}")
         say("ready")
         election = asyncio.ensure_future(server.elect())
@@ -335,6 +350,8 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if health is not None:
             health.stop()
+        if metrics is not None:
+            await metrics.stop()
         await server.stop()
 
 
