@@ -49,7 +49,7 @@ import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from ._common import Fail, effect_name, grant_num, p_bool, p_str
 from .base import EffectCall, FrameSink, Receipt
@@ -261,8 +261,12 @@ class BrowserAdapter:
                 session.block(target, "too many redirects", main)
                 await route.abort("failed")
                 return
+            # a hop to another origin must not carry this one's cookies or credentials
+            same = urlsplit(target)[:2] == urlsplit(url)[:2]
+            headers = {k: v for k, v in request.headers.items()
+                       if same or k.lower() not in ("cookie", "authorization", "proxy-authorization")}
             url = target
-            response = await route.fetch(url=target, method="GET", max_redirects=0)
+            response = await route.fetch(url=target, method="GET", headers=headers, max_redirects=0)
         session.note({"type": "request", "method": request.method, "url": _cut(url), "status": response.status,
                       "resource": request.resource_type})
         await route.fulfill(response=response)  # settled once the document commits (``_committed``)

@@ -5,7 +5,8 @@ session cookie and answers 303 to ``/form``; ``/form`` (only with the cookie)
 takes a name, a size (select), a quantity and a gift-wrap checkbox and posts to
 ``/order``, which answers 303 to ``/result?id=N``; ``/away`` redirects to
 ``redirect_to`` (another server, which the tests do not grant), and ``/mixed``
-loads an image from there and fetches from there. Every request a
+loads an image from there, one through a redirect (``/away.png``), and
+fetches from there. Every request a
 server gets is kept in ``hits``, so a test can show that none reached it.
 """
 
@@ -103,14 +104,15 @@ class WebApp:
         url = urlsplit(h.path)
         if url.path == "/":
             self._page(h, "Sign in", LOGIN.format(error=""))
-        elif url.path == "/away":
-            self._redirect(h, self.redirect_to, status=302)
+        elif url.path in ("/away", "/away.png"):
+            self._redirect(h, self.redirect_to + url.path[len("/away"):], status=302)
         elif url.path == "/stuck":  # answers only once the test lets it (after the browser gave up)
             self.release.wait(30)
             self._page(h, "Late", "<p>Too late.</p>")
         elif url.path == "/mixed":  # a page that reaches for the other server by itself
             other = html.escape(self.redirect_to)
-            self._page(h, "Mixed", f'<img src="{other}.png" alt="pixel"><script>fetch("{other}.json")'
+            self._page(h, "Mixed", f'<img src="{other}.png" alt="pixel"><img src="/away.png" alt="hop">'
+                                   f'<script>fetch("{other}.json")'
                                    f'.catch(e => console.error("fetch refused"))</script>')
         elif url.path == "/form":
             user = self._user(h)
