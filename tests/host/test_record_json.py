@@ -26,3 +26,53 @@ def test_record_json_is_the_records_value_with_its_position() -> None:
     """The tail's JSON (decoded straight from the record's bytes) equals the record object's value."""
     for at, record in enumerate(RECORDS):
         assert record_json(at, record.encode()) == jsonvalue.dumps({**record.to_value(), "at": at})
+
+
+def _reference_loads(text: str):
+    import json
+
+    return jsonvalue.from_jsonable(json.loads(text))
+
+
+def test_loads_equals_the_two_pass_reference() -> None:
+    """``jsonvalue.loads`` (hooks in the parser) reads every JSON text as ``from_jsonable(json.loads(...))``
+    does: bytes objects, integral floats, and the same refusals."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from aos.errors import InvalidArgument
+
+    leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.binary(max_size=8) \
+        | st.floats(allow_nan=True, allow_infinity=True)
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(st.text(max_size=5) | st.just("$bytes"), inner, max_size=4), max_leaves=20)
+
+    def outcome(fn, text):
+        try:
+            return "ok", fn(text)
+        except InvalidArgument:
+            return "refused", None
+        except ValueError:
+            return "refused", None
+
+    @settings(max_examples=300, deadline=None)
+    @given(values)
+    def check(value):
+        text = json.dumps(jsonvalue.to_jsonable(value))
+        fast = outcome(jsonvalue.loads, text)
+        reference = outcome(_reference_loads, text)
+        assert fast[0] == reference[0] and (fast[0] == "refused" or (fast[1] == reference[1]
+                                                                     and repr(fast[1]) == repr(reference[1])))
+
+    check()
+    assert jsonvalue.loads('{"$bytes": "aGk="}') == b"hi"
+    assert jsonvalue.loads('{"$bytes": "aGk=", "x": 1}') == {"$bytes": "aGk=", "x": 1}
+    assert jsonvalue.loads("[2.0, 1e3]") == [2, 1000]
+    for bad in ("1.5", "NaN", "[Infinity]", "{"):
+        try:
+            jsonvalue.loads(bad)
+        except InvalidArgument:
+            continue
+        raise AssertionError(bad)
