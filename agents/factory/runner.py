@@ -96,8 +96,56 @@ def audit_of(value: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+class KernelPlace:
+    """The job's worlds on one kernel (``Kernel.worlds``); followed by journal tails."""
+
+    def __init__(self, admin: Any, universe: str) -> None:
+        self.admin, self.universe = admin, universe
+        self.tails = True
+
+    async def open(self) -> None:
+        self.worlds = await self.admin.worlds(self.universe)
+
+    async def existing(self) -> set[str]:
+        return {w["worldId"] for w in await self.worlds.list()}
+
+    async def create(self, doc: dict[str, Any], wid: str) -> Any:
+        world, _info = await self.worlds.create(doc, {}, wid, doc["name"])
+        return world
+
+
+class ClusterPlace:
+    """The job's worlds wherever a scheduler places them (``SchedulerSession``); each handle follows its world
+    through moves and failovers, and the journals are read by polling (a tail would end with its host)."""
+
+    def __init__(self, session: Any, universe: str) -> None:
+        self.session, self.universe = session, universe
+        self.tails = False
+
+    async def open(self) -> None:
+        from aos.kernel.scheduler.errors import UniverseExists
+
+        with contextlib.suppress(UniverseExists):  # an earlier job made it
+            await self.session.scheduler.create_universe(self.universe, "factory jobs")
+        self.u = await self.session.universe(self.universe)
+
+    async def existing(self) -> set[str]:
+        return {w["worldId"] for w in await self.u.list_worlds()}
+
+    async def create(self, doc: dict[str, Any], wid: str) -> Any:
+        from aos.kernel.scheduler.client import FollowingWorld
+
+        await self.u.create_world(doc, {}, wid, doc["name"])
+        return FollowingWorld(self.session, self.universe, wid, timeout=120.0)
+
+
+POLL_S = 0.2  # how often a cluster job's journals are read
+
+
 async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[dict[str, Any]], Awaitable[None] | None],
-                  *, model: str | None = None, universe: str = UNIVERSE, date: str | None = None) -> JobOutcome:
+                  *, model: str | None = None, universe: str = UNIVERSE, date: str | None = None,
+                  place: Any = None) -> JobOutcome:
+    """Run ``spec`` on the kernel ``admin`` is for (or on ``place``: a ``ClusterPlace``)."""
     from aos.agents.sdk import coding_agent, gather_environment, session_config
 
     n = min(spec.budget.parallel_workers, 16)
@@ -105,8 +153,9 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
     worker_ids = [ids[f"worker-{i}"] for i in range(1, n + 1)]
     definition = coding_agent(spec.provider)
     model = model or spec.model or definition.profile.default_model
-    worlds = await admin.worlds(universe)
-    existing = {w["worldId"] for w in await worlds.list()}
+    place = place or KernelPlace(admin, universe)
+    await place.open()
+    existing = await place.existing()
     if ids["planner"] in existing:
         raise JobExists(f"job {spec.job_id!r} already ran on this kernel; give the new run another id (--id)")
     base, roots, judge_root = await asyncio.to_thread(prepare_clones, spec, jobdir, n)
@@ -165,23 +214,46 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
 
     handles = {}
     subs = []
+    polls = []
+
+    async def poll(world: Any) -> None:
+        seq = 0
+        while True:
+            records, nxt = await world.journal(seq, 256)
+            for i, value in enumerate(records):
+                await on_record(seq + i, value)
+            if nxt == seq:
+                await asyncio.sleep(POLL_S)
+            seq = nxt
+
     try:
         for wid, doc, _ in plan:
-            world, _info = await worlds.create(doc, {}, wid, doc["name"])
+            world = await place.create(doc, wid)
             handles[wid] = world
-            if wid != ids["memory"]:
+            if wid == ids["memory"]:
+                continue
+            if place.tails:
                 subs.append(await world.tail(0, on_record))
+            else:
+                polls.append(asyncio.ensure_future(poll(world)))
         for wid, _doc, cfg in plan:
             await handles[wid].send(MSG, {"kind": "init", "from": "factory", "body": {"config": cfg}})
+        waiters = [ended, *polls]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for p in polls:
+            if p.done() and not ended.done():
+                p.result()  # a poll that failed: its error
         end = await ended
         if end["data"]["status"] == "stopped" and busy:
             settled.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(settled.wait(), SETTLE_S)
     finally:
-        for s in subs:
+        for p in polls:
+            p.cancel()
+        for sub in subs:
             with contextlib.suppress(AosError, asyncio.TimeoutError):
-                await asyncio.wait_for(s.cancel(), 2)
+                await asyncio.wait_for(sub.cancel(), 2)
     state = await handles[ids["planner"]].state("factory/planner@1")
     accepted = list((state or {}).get("accepted") or [])
     patch = os.path.join(jobdir, "result.patch")
