@@ -41,6 +41,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--workdir", default=None, help="where the clones go (default: DATA/jobs; with --connect the "
                                                      "kernel must grant it: aos-kernel --grant-host DIR)")
     run.add_argument("--connect", default=argparse.SUPPRESS, metavar="ADDR", help="use this running kernel")
+    run.add_argument("--scheduler", default=None, metavar="ADDR",
+                     help="run on a cluster: the scheduler places each world on a host (A,B for several "
+                          "schedulers; the token is the scheduler's, --token-file); every host must grant --workdir")
     for name, help_ in (("status", "a job's state, from its journals"),
                         ("explain", "what happened in a job, from its journals alone")):
         p = f.add_parser(name, help=help_)
@@ -83,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
     data = os.path.realpath(args.data or factory_data_dir())
     connect = getattr(args, "connect", None)
     workdir = os.path.realpath(args.workdir or os.path.join(data, "jobs"))
-    if connect and not args.workdir:
-        raise InvalidArgument("with --connect, say where the clones go with --workdir DIR (a directory the "
-                              "kernel grants: aos-kernel --grant-host DIR)")
+    if (connect or args.scheduler) and not args.workdir:
+        raise InvalidArgument(f"with --{'scheduler' if args.scheduler else 'connect'}, say where the clones go "
+                              "with --workdir DIR (a directory the kernel grants: aos-kernel --grant-host DIR)")
+    if connect and args.scheduler:
+        raise InvalidArgument("--connect names one kernel, --scheduler a cluster: pass one of them")
     jobdir = os.path.join(workdir, spec.job_id)
     caught: list[int] = []
     tty = sys.stdout.isatty() and not args.json
@@ -113,18 +118,28 @@ def run(args: argparse.Namespace) -> int:
 
         for sig in EXIT_ON_SIGNAL:
             loop.add_signal_handler(sig, on_signal, sig)
+        if args.scheduler:
+            from aos.agents.factory.runner import ClusterPlace
+            from aos.kernel.scheduler.client import SchedulerSession
+
+            async with await SchedulerSession.open(address, token) as session:
+                return await follow(None, ClusterPlace(session, UNIVERSE))
         async with await Connection.open(address, tls=tls) as conn:
-            admin = await conn.restore_kernel(token)
+            return await follow(await conn.restore_kernel(token), None)
+
+    async def follow(admin: Any, place: Any) -> int:
+        if True:
             if not args.json:
                 print(f"job {spec.job_id}: {spec.intent!r} on {spec.repository} ({spec.provider}, "
                       f"{len(spec.scenarios)} scenario(s), {sum(s.holdout for s in spec.scenarios)} hold-out)",
                       flush=True)
             try:
-                outcome = await run_job(admin, spec, jobdir, on_event, model=args.model)
+                outcome = await run_job(admin, spec, jobdir, on_event, model=args.model, place=place)
             except asyncio.CancelledError:
                 if not caught:
                     raise
-                await _interrupt(admin, spec.job_id, UNIVERSE)
+                if admin is not None:
+                    await _interrupt(admin, spec.job_id, UNIVERSE)
                 print("aos: interrupted: the job was stopped", file=sys.stderr, flush=True)
                 return EXIT_ON_SIGNAL[signal.Signals(caught[0])]
         if args.json:
@@ -144,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
 
     kernel = None
     try:
-        if connect:
+        if connect or args.scheduler:
             explicit = args.token_file is not None or "AOS_TOKEN_FILE" in os.environ
             token = cli_connect.read_token(args.token_file or cli_connect.default_token_file(), explicit)
-            return run_client(main(connect, token, cli_connect.tls_options(args)))
+            return run_client(main(args.scheduler or connect, token, cli_connect.tls_options(args)))
         os.makedirs(workdir, exist_ok=True)
         kernel = KernelProcess(data, extra_args=["--grant-host", workdir, "--health", ""], env=dict(os.environ),
                                exit_with_parent=True)
