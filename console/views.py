@@ -81,6 +81,8 @@ def summary(record: dict[str, Any]) -> str:
                          for c in changes) or "(no change)"
     if kind == "snapshot":
         return str(record.get("snapshot_hash"))
+    if kind == "control":  # an operator paused or resumed the world
+        return f"world {record.get('op')}d" if record.get("op") in ("pause", "resume") else str(record.get("op"))
     return _short({k: v for k, v in record.items() if k not in ("at", "kind")})
 
 

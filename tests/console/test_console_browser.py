@@ -327,7 +327,7 @@ def test_cluster_and_scheduling_say_not_connected_to_a_scheduler(setup, page):
     for view in ("cluster", "scheduling"):
         page.goto(setup["console"].base + f"/#/{view}")
         page.wait_for_selector("[data-testid=no-scheduler]:has-text('Not connected to a scheduler')")
-    shot(setup, page, "cluster")
+    shot(setup, page, "cluster-not-connected")
 
 
 def test_hibernate_and_fork_from_the_world_page(setup, page):
