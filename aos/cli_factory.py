@@ -74,6 +74,36 @@ def render(ev: dict[str, Any]) -> str:
     return "\n".join(line[2:] if line.startswith("  ") else line for line in lines)
 
 
+class Progress:
+    """The live view's status line: tasks planned, running, being judged, accepted; tokens of the changes."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+        self.state: dict[str, str] = {}
+        self.tokens = 0
+        self.started = 0.0
+
+    def add(self, ev: dict[str, Any]) -> None:
+        import time
+
+        d, k = ev["data"], ev["kind"]
+        self.started = self.started or time.monotonic()
+        if k == "plan":
+            self.tasks += [t["id"] for t in d["tasks"] if t["id"] not in self.tasks]
+        elif k in ("task_dispatched", "judging", "accepted", "rejected"):
+            self.state[d["task"]] = {"task_dispatched": "running", "judging": "judging"}.get(k, k)
+        elif k == "change":
+            self.tokens += int(d["usage"]["input_tokens"]) + int(d["usage"]["output_tokens"])
+
+    def line(self) -> str:
+        import time
+
+        count = {s: sum(1 for t in self.tasks if self.state.get(t) == s) for s in ("running", "judging", "accepted")}
+        return (f"-- {len(self.tasks)} task(s): {count['running']} running, {count['judging']} at the judge, "
+                f"{count['accepted']} accepted; workers used {self.tokens} tokens; "
+                f"{time.monotonic() - self.started:.0f} s")
+
+
 def run(args: argparse.Namespace) -> int:
     from aos import cli_connect
     from aos.agents.factory.runner import UNIVERSE, run_job
@@ -95,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     caught: list[int] = []
     tty = sys.stdout.isatty() and not args.json
 
+    progress = Progress()
+
     async def on_event(ev: dict[str, Any]) -> None:
         if args.json:
             from aos.cli import dump_json
@@ -102,9 +134,14 @@ def run(args: argparse.Namespace) -> int:
             print(dump_json({"event": "factory", **ev}), flush=True)
             return
         line = render(ev)
-        if line:
-            prefix = f"[{ev['world'].split('.', 1)[-1]}] " if tty else ""
-            print(prefix + line.replace("\n", "\n" + " " * len(prefix)), flush=True)
+        progress.add(ev)
+        if tty:  # the event above a status line that is redrawn under it
+            prefix = f"[{ev['world'].split('.', 1)[-1]}] "
+            text = prefix + line.replace("\n", "\n" + " " * len(prefix)) + "\n" if line else ""
+            sys.stdout.write("\r\033[K" + text + progress.line())
+            sys.stdout.flush()
+        elif line:
+            print(line, flush=True)
 
     async def main(address: str, token: str, tls: Any) -> int:
         loop = asyncio.get_running_loop()
@@ -142,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
                     await _interrupt(admin, spec.job_id, UNIVERSE)
                 print("aos: interrupted: the job was stopped", file=sys.stderr, flush=True)
                 return EXIT_ON_SIGNAL[signal.Signals(caught[0])]
+        if tty:
+            sys.stdout.write("\r\033[K")
         if args.json:
             from aos.cli import dump_json
 
