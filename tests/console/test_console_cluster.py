@@ -162,7 +162,8 @@ def test_a_world_page_through_its_introduction_follows_the_journal_live(setup: d
 
 def test_a_move_from_the_world_page_shows_live_in_the_scheduling_history(setup: dict[str, Any], page: Any) -> None:
     """The scheduling view (open in its own page) gets the `moved` entry of a move confirmed on the world's page
-    without a reload; the world then serves from its new host, and the move is in the audit log."""
+    without a reload, then that of a move back made from the cluster view; the world then serves from its host,
+    and the moves are in the audit log."""
     base, cluster = setup["console"].base, setup["cluster"]
     history = setup["context"].new_page()
     history.set_default_timeout(20_000)
@@ -187,8 +188,19 @@ def test_a_move_from_the_world_page_shows_live_in_the_scheduling_history(setup: 
     row = history.wait_for_selector("[data-testid=history-rows] tr[data-kind=moved][data-world='demo/c2']")
     assert before in row.inner_text() and target in row.inner_text() and "by command" in row.inner_text()
     shot(setup, history, "scheduling")
-    history.close()
     wait_until(lambda: scheduler(cluster, where) == target)
+    # and back, from the cluster view's form
+    page.goto(base + "/#/cluster")
+    page.fill("[data-testid=cluster-move-world]", "demo/c2")
+    page.select_option("[data-testid=cluster-move-host]", before)
+    page.click("[data-testid=cluster-move-go]")
+    page.click("[data-testid=confirm-ok]")
+    page.wait_for_selector("[data-testid=toast]:has-text('Move world: done')")
+    back = history.locator("[data-testid=history-rows] tr[data-kind=moved][data-world='demo/c2']")
+    wait_until(lambda: back.count() == 2)
+    history.close()
+    wait_until(lambda: scheduler(cluster, where) == before)
+    target = before
     page.goto(base + "/#/audit")
     page.wait_for_selector("[data-testid=audit] tbody tr")
     assert "move" in page.inner_text("[data-testid=audit]")
