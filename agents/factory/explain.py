@@ -15,16 +15,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aos.agents.factory.protocol import AUDIT
-from aos.kernel.world.records import DomainEventRecord, Record
+from aos.kernel.world.records import DomainEventRecord, EventRecord, ReceiptRecord, Record, TrapRecord
 
 
 def collect(journals: Mapping[str, Iterable[Record]]) -> list[dict[str, Any]]:
+    """The audit events of every world, and their traps (at the time of the input that trapped)."""
     found: list[tuple[int, int, int, dict[str, Any]]] = []
     for w, (world, records) in enumerate(sorted(journals.items())):
+        now = 0
         for i, r in enumerate(records):
+            if isinstance(r, (EventRecord, ReceiptRecord)):
+                now = r.stamp.logical_now_ns
             if isinstance(r, DomainEventRecord) and r.schema == AUDIT:
                 v = dict(r.value)
                 found.append((int(v["at_ns"]), w, i, v))
+            elif isinstance(r, TrapRecord):
+                found.append((now, w, i, {"job": "", "role": "", "world": world, "kind": "trap", "at_ns": now,
+                                          "data": {"workflow": r.origin.workflow, "code": r.code,
+                                                   "message": r.message[:500]}}))
     return [v for *_, v in sorted(found, key=lambda x: x[:3])]
 
 
@@ -85,6 +93,8 @@ def explain_lines(job: str, events: list[dict[str, Any]]) -> list[str]:
         elif k == "totals":
             out.append(f"  spent: {d['tokens']} tokens in {d['calls']} LLM call(s), ${d['cost_microusd'] / 1e6:.4f}, "
                        f"at most {d['peak_workers']} worker(s) at once")
+        elif k == "trap":
+            out.append(f"  TRAP in {e['world']} ({d['workflow']}): {d['code']}: {d['message']}")
         elif k == "job_end":
             out.append(f"  end: {d['status']}: {d['reason']}")
     return out

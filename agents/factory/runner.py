@@ -28,6 +28,7 @@ from aos.errors import AosError, InvalidArgument
 UNIVERSE = "factory"
 EXIT = {"done": 0, "failed": 1, "stopped": 3}
 SETTLE_S = 10.0  # how long a stopped job waits for its workers to confirm their abort
+GRACE_S = 60  # past the wall-time budget, how long the CLI waits for the governor's stop to be journaled
 
 
 class JobExists(InvalidArgument):
@@ -87,6 +88,17 @@ def prices(provider: str, model: str) -> dict[str, list[int]]:
     per_in = _cost(model, provider, 1_000_000, 0) or 0.0
     per_out = _cost(model, provider, 0, 1_000_000) or 0.0
     return {model: [int(round(per_in * 1_000_000)), int(round(per_out * 1_000_000))]}
+
+
+def trap_of(job: str, wid: str, value: dict[str, Any]) -> dict[str, Any] | None:
+    """A trap record of a factory world, shaped like an audit event (kind ``trap``), or None."""
+    if value.get("kind") != "trap":
+        return None
+    origin = value.get("origin") or {}
+    role = "worker" if ".worker-" in wid else wid.rsplit(".", 1)[-1] if "." in wid else "memory"
+    return {"job": job, "role": role, "world": wid, "kind": "trap", "at_ns": 0,
+            "data": {"workflow": origin.get("workflow", ""), "code": value.get("code", ""),
+                     "message": str(value.get("message", ""))[:500]}}
 
 
 def audit_of(value: dict[str, Any]) -> dict[str, Any] | None:
@@ -187,15 +199,17 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
     busy: set[str] = set()
     settled = asyncio.Event()
 
-    async def on_record(seq: int, value: dict[str, Any]) -> None:
-        try:
-            await follow(value)
-        except Exception as exc:  # an exception here would end the kernel's tail silently: end the run instead
-            if not ended.done():
-                ended.set_exception(exc)
+    def follower(wid: str) -> Callable[[int, dict[str, Any]], Awaitable[None]]:
+        async def on_record(seq: int, value: dict[str, Any]) -> None:
+            try:
+                await follow(wid, value)
+            except Exception as exc:  # an exception here would end the kernel's tail silently: end the run instead
+                if not ended.done():
+                    ended.set_exception(exc)
+        return on_record
 
-    async def follow(value: dict[str, Any]) -> None:
-        ev = audit_of(value)
+    async def follow(wid: str, value: dict[str, Any]) -> None:
+        ev = audit_of(value) or trap_of(spec.job_id, wid, value)
         if ev is None:
             return
         events.append(ev)
@@ -211,12 +225,15 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
             await res
         if ev["role"] == "planner" and ev["kind"] == "job_end" and not ended.done():
             ended.set_result(ev)
+        elif ev["role"] == "planner" and ev["kind"] == "trap" and not ended.done():
+            # the planner's step was discarded: its bookkeeping no longer matches the job; say so and stop
+            ended.set_result({**ev, "data": {"status": "failed", "reason": f"the planner trapped: {ev['data']['message']}"}})
 
     handles = {}
     subs = []
     polls = []
 
-    async def poll(world: Any) -> None:
+    async def poll(world: Any, on_record: Callable[[int, dict[str, Any]], Awaitable[None]]) -> None:
         seq = 0
         while True:
             records, nxt = await world.journal(seq, 256)
@@ -233,13 +250,18 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
             if wid == ids["memory"]:
                 continue
             if place.tails:
-                subs.append(await world.tail(0, on_record))
+                subs.append(await world.tail(0, follower(wid)))
             else:
-                polls.append(asyncio.ensure_future(poll(world)))
+                polls.append(asyncio.ensure_future(poll(world, follower(wid))))
         for wid, _doc, cfg in plan:
             await handles[wid].send(MSG, {"kind": "init", "from": "factory", "body": {"config": cfg}})
         waiters = [ended, *polls]
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        # the governor stops a job at its wall time; past that (and a grace) the job's worlds are not answering
+        deadline = spec.budget.wall_time_s + GRACE_S
+        await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+        if not any(w.done() for w in waiters):
+            ended.set_result({"data": {"status": "failed", "reason": f"no end was journaled within {deadline} s "
+                                                                    "(the wall time and a grace)"}})
         for p in polls:
             if p.done() and not ended.done():
                 p.result()  # a poll that failed: its error

@@ -136,3 +136,19 @@ def test_the_planner_replans_a_rejected_task_and_fails_it_after_max_attempts():
     assert end and end[0]["status"] == "failed" and "t1 failed 2 time(s)" in end[0]["reason"]
     assert ("j.governor", "done") in [(d, k) for d, k, _ in sent(h)]
     check_replays(h, m, "j.planner")
+
+
+def test_a_trap_is_part_of_the_story():
+    """A step that raises is discarded and journaled as a trap; explain shows it where it happened."""
+    from aos.agents.factory.explain import collect, explain_lines
+    from aos.agents.factory.runner import trap_of
+
+    h, m = harness(W.planner_manifest("j", "anthropic", PEERS), "j.planner")
+    res = h.send(MSG, msg("init", config={"world": "j.planner"}))  # no workers, no intent: a KeyError
+    assert res.traps and h.world.state("factory/planner@1") is None
+    lines = explain_lines("j", collect({"j.planner": h.journal}))
+    assert any(line.startswith("  TRAP in j.planner (factory/planner@1): WorkflowTrap: KeyError") for line in lines)
+    (trap,) = [r for r in h.journal if r.kind == "trap"]
+    ev = trap_of("j", "j.planner", trap.to_value())
+    assert ev["role"] == "planner" and ev["kind"] == "trap" and "KeyError" in ev["data"]["message"]
+    assert trap_of("j", "j.worker-2", trap.to_value())["role"] == "worker"
