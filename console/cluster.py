@@ -234,7 +234,12 @@ def placement_row(p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def open_backend(address: str, token: str, tls: Any = None) -> Backend:
-    """The backend for what ``token`` restores at ``address``: a kernel's, or a scheduler's."""
+    """The backend for what ``token`` restores at ``address``: a kernel's, or a scheduler's (several scheduler
+    addresses, ``A,B``, are a scheduler's: the session follows whichever leads)."""
+    if "," in address:
+        scheduler = SchedulerBackend(address, token)
+        await scheduler.connect()
+        return scheduler
     backend = Backend(address, token, tls)
     try:
         await backend.connect()

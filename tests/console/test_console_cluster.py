@@ -81,7 +81,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         (root / "ro.token").write_text(ro_token + "\n")
         console = ConsoleProcess(cluster.addresses, cluster.scheduler.token_path,
                                  ["--audit-file", str(root / "audit.jsonl")]).start()
-        ro = ConsoleProcess(cluster.addresses, str(root / "ro.token"),
+        # given two scheduler addresses (the second one dead), as for a cluster with a standby
+        ro = ConsoleProcess(f"{cluster.addresses},tcp:127.0.0.1:1", str(root / "ro.token"),
                             ["--audit-file", str(root / "ro-audit.jsonl")]).start()
         consoles += [console, ro]
         shots = os.environ.get("AOS_CONSOLE_SHOTS") or str(root / "shots")
