@@ -493,6 +493,12 @@ class _WorldWatcher(world_capnp.WorldWatcher.Server):  # type: ignore[misc,name-
         async with self._order:
             await self._on_record(seq, value)
 
+    async def records(self, fromSeq: int, jsons: Any, _context: Any, **kwargs: Any) -> None:
+        values = [jsonvalue.loads(text) for text in jsons]
+        async with self._order:
+            for i, value in enumerate(values):
+                await self._on_record(fromSeq + i, value)
+
     async def frame(self, intentHash: str, json: str, _context: Any, **kwargs: Any) -> None:
         if self._on_frame is not None:
             value = jsonvalue.loads(json)

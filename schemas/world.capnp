@@ -286,4 +286,7 @@ struct Event {
 interface WorldWatcher {
   record @0 (seq :UInt64, json :Text) -> ();
   frame @1 (intentHash :Text, json :Text) -> ();
+  records @2 (fromSeq :UInt64, jsons :List(Text)) -> ();
+  # The records at fromSeq, fromSeq + 1, ... in one call. A watcher that
+  # does not implement it (UNIMPLEMENTED) gets `record` calls instead.
 }

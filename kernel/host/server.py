@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import capnp
+
 from aos.caps.gateway import HandleImpl
 from aos.caps.grants import Scope
 from aos.caps.held import HeldImpl
@@ -339,6 +341,7 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool 
     unsubscribe = cap.host.watch_frames(cap.universe, world_id, on_frame) if with_frames else (lambda: None)
     seq = from_seq
     world_key = name_key(universe, world_id)
+    batches: bool | None = None  # whether the watcher takes `records` (asked with the first batch)
     try:
         while True:
             cap.grant.check()
@@ -346,10 +349,18 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool 
             # so sending what is committed before the queued frames keeps their order
             arrived = journal.committed.wait(world_key)
             records, _ = journal.read(universe, world_id, seq, 256)
+            jsons = [record_json(seq + i, raw) for i, raw in enumerate(records)]
+            if batches is None and len(jsons) > 1:
+                batches = await _takes_batches(watcher, seq, jsons)
+                if batches:
+                    seq, jsons = seq + len(jsons), []
             # pushed without waiting for each answer (Cap'n Proto delivers calls on one capability in
             # order; the client's watcher runs them in that order): one round trip per batch, not per record
-            pushes = [watcher.record(seq + i, record_json(seq + i, raw)) for i, raw in enumerate(records)]
-            seq += len(records)
+            if batches and len(jsons) > 1:
+                pushes = [watcher.records(seq, jsons)]
+            else:
+                pushes = [watcher.record(seq + i, text) for i, text in enumerate(jsons)]
+            seq += len(jsons)
             while not frames.empty():
                 intent_hash, frame = frames.get_nowait()
                 pushes.append(watcher.frame(intent_hash, jsonvalue.dumps(frame)))
@@ -365,3 +376,15 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool 
                     frame_wait.cancel()
     finally:
         unsubscribe()
+
+
+async def _takes_batches(watcher: Any, seq: int, jsons: list[str]) -> bool:
+    """Send ``jsons`` as one ``records`` call; False (nothing delivered) if the watcher does not implement it."""
+    try:
+        await watcher.records(seq, jsons)
+    except capnp.KjException as exc:
+        # a pycapnp server without the method fails with its AttributeError instead of UNIMPLEMENTED
+        if exc.type == "UNIMPLEMENTED" or "has no attribute 'records'" in (exc.description or ""):
+            return False
+        raise
+    return True

@@ -377,10 +377,10 @@ def test_long_effects_stream_frames_to_watchers(granting_kernel):
                 """A watcher that asked for no frames: the kernel sends it records only."""
 
                 def __init__(self):
-                    self.records, self.frames = [], 0
+                    self.seen, self.frames = [], 0  # (not `records`: pycapnp would take it for that method)
 
                 async def record(self, seq, json, _context, **kwargs):
-                    self.records.append(seq)
+                    self.seen.append(seq)
 
                 async def frame(self, intentHash, json, _context, **kwargs):
                     self.frames += 1
@@ -404,7 +404,7 @@ def test_long_effects_stream_frames_to_watchers(granting_kernel):
             state = await wait_for(done)
 
             async def bare_caught_up():
-                return records and bare.records == records
+                return records and bare.seen == records
 
             await wait_for(bare_caught_up)
             await subscription.cancel()
@@ -412,7 +412,7 @@ def test_long_effects_stream_frames_to_watchers(granting_kernel):
             return before, frames, state, bare
 
     before, frames, state, bare = run(main())
-    assert bare.frames == 0 and bare.records == sorted(bare.records)
+    assert bare.frames == 0 and bare.seen == sorted(bare.seen)
     assert before == []
     assert frames and all(f.get("stream") in ("stdout", "stderr") for f in frames)
     assert state["receipts"][0][1] == "ok" and "second" in str(state["receipts"][0][2]["stdout"])
