@@ -149,10 +149,12 @@ class PortalRoutes:
 
     async def deliver(self, universe: str, world: str, message_id: str, from_world: str, schema: str,
                       value: bytes, local: Callable[[], Awaitable[bool]], held: Callable[[], bool]) -> bool:
-        """Deliver until a host's inbox answers (True: accepted, False: a duplicate). ``local`` puts the
-        mail into this kernel's inbox (``WorldMoved`` if the world is not here); ``held``: the world is in
-        this kernel's registry (assigned away but not released yet: its mail leaves with it). Raises ``UnknownWorld``
-        for a world no view knows after ``UNKNOWN_GRACE``; retries everything else (cancel to stop)."""
+        """Deliver until a host's inbox answers (True: accepted, False: a duplicate).
+
+        ``local`` puts the mail into this kernel's inbox (``WorldMoved`` if the world is not here);
+        ``held``: the world is in this kernel's registry (assigned away but not released yet: its mail
+        leaves with it). Raises ``UnknownWorld`` for a world no view knows after ``UNKNOWN_GRACE`` and
+        the ``PERMANENT`` refusals; retries everything else (cancel the task to stop)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         delay = FIRST_BACKOFF
