@@ -8,6 +8,7 @@ Screenshots go to ``$AOS_CONSOLE_SHOTS`` when set (docs/console/ is made that wa
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -67,7 +68,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             for _ in range(400):
                 if len((await s.scheduler.status())["hosts"]) == 2:
                     break
-                await __import__("asyncio").sleep(0.05)
+                await asyncio.sleep(0.05)
             await s.scheduler.create_universe("demo", "Demo universe", worlds=100)
             await s.scheduler.create_universe("lab")
             demo = await s.universe("demo")
@@ -211,8 +212,8 @@ def test_a_move_from_the_world_page_shows_live_in_the_scheduling_history(setup: 
 
 def test_pause_queues_an_event_and_resume_delivers_it(setup: dict[str, Any], page: Any) -> None:
     """Pause (confirmed) on a world's page; an event sent from the page is queued, not journaled (the page shows
-    it waiting); Resume (confirmed) delivers it: it appears live in the open journal timeline. Both are in the
-    audit log."""
+    it waiting); the world moves to another host still paused with its event queued; Resume (confirmed) there
+    delivers it: it appears live in the open journal timeline. Both are in the audit log."""
     base = setup["console"].base
     page.goto(base + "/#/world/demo/c3?tab=journal")
     page.wait_for_selector("[data-testid=world-actions]")
@@ -230,6 +231,26 @@ def test_pause_queues_an_event_and_resume_delivers_it(setup: dict[str, Any], pag
     assert page.locator("[data-testid=journal-rows] tr[data-kind=event]").count() == 0
     assert page.locator("[data-testid=journal-rows] tr[data-kind=control]").count() == 1
     shot(setup, page, "world-paused")
+    # moved while paused: the pause and the queued event go with it (journal, registry entry and inbox)
+    cluster = setup["cluster"]
+
+    async def move(s: SchedulerSession) -> str:
+        u = await s.universe("demo")
+        source = (await u.where("c3"))["hostId"]
+        await s.scheduler.move("demo", "c3", "")
+        for _ in range(600):
+            where = await u.where("c3")
+            if where["state"] == "running" and where["hostId"] != source:
+                return str(where["hostId"])
+            await asyncio.sleep(0.05)
+        raise AssertionError("c3 did not move")
+
+    moved_to = scheduler(cluster, move)
+    page.goto(base + "/#/worlds")
+    page.goto(base + "/#/world/demo/c3?tab=journal")
+    page.wait_for_selector(f"[data-testid=world-host]:has-text('{moved_to}')")
+    page.wait_for_selector("h1 [data-testid=paused]")
+    page.wait_for_selector("[data-testid=queued]:has-text('1')")
     page.click("[data-testid=action-resume]")
     page.click("[data-testid=confirm-ok]")
     page.wait_for_selector("[data-testid=action-pause]")
