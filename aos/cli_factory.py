@@ -51,6 +51,14 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--data", default=None)
         if name == "status":
             p.add_argument("--explain", action="store_true", help="and what happened")
+    ap = f.add_parser("approve", help="approve (or --reject) the change of a job waiting for a person "
+                                      "([policy] approve = true)")
+    ap.add_argument("job", metavar="JOB_ID")
+    ap.add_argument("--reject", default=None, metavar="REASON", help="reject it instead, saying why")
+    ap.add_argument("--by", default=None, help="who decides (default: $USER)")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--data", default=None, help="the data directory of the run's kernel (default: $AOS_FACTORY_DATA)")
+    ap.add_argument("--connect", default=argparse.SUPPRESS, metavar="ADDR", help="the kernel the job runs on")
     ls = f.add_parser("ls", help="the jobs in the data directory")
     ls.add_argument("--data", default=None)
 
@@ -60,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
         return run(args)
     if args.action == "ls":
         return ls(args)
+    if args.action == "approve":
+        return approve(args)
     return status(args)
 
 
@@ -320,4 +330,59 @@ def ls(args: argparse.Namespace) -> int:
         print(f"{r['job']}\t{r['status']}\t{r['tasks']} task(s)\t{r['tokens']} tokens\t{r['reason']}")
     if not rows:
         print("no jobs yet")
+    return 0
+
+
+def approve(args: argparse.Namespace) -> int:
+    """Send a person's decision to the job's governor, with the approval code from its configuration (reading it
+    needs the kernel's admin token: only the operator can decide)."""
+    from aos import cli_connect
+    from aos.agents.factory.protocol import MSG, world_id
+    from aos.agents.factory.runner import UNIVERSE
+    from aos.kernel.client import Connection
+    from aos.kernel.client import run as run_client
+
+    data = os.path.realpath(args.data or factory_data_dir())
+    connect = getattr(args, "connect", None)
+    if connect:
+        explicit = args.token_file is not None or "AOS_TOKEN_FILE" in os.environ
+        address = connect
+        token = cli_connect.read_token(args.token_file or cli_connect.default_token_file(), explicit)
+    else:
+        address = f"unix:{os.path.join(data, 'kernel.sock')}"
+        try:
+            with open(os.path.join(data, "admin.token")) as f:
+                token = f.read().strip()
+        except OSError:
+            raise UnknownWorld(f"no factory kernel in {data}: is `aos factory run` still running?") from None
+        if not os.path.exists(os.path.join(data, "kernel.sock")):
+            raise UnknownWorld(f"no factory kernel running in {data}: a job waits for approval only while "
+                               "`aos factory run` runs")
+    by = args.by or os.environ.get("USER") or "a person"
+
+    async def main() -> dict[str, Any]:
+        async with await Connection.open(address) as conn:
+            worlds = await (await conn.restore_kernel(token)).worlds(UNIVERSE)
+            try:
+                gov = await worlds.open(world_id(args.job, "governor"))
+                state = await gov.state("factory/governor@1")
+            except UnknownWorld:
+                raise UnknownWorld(f"no job {args.job!r} on this kernel") from None
+            if not state or not state.get("approval"):
+                raise InvalidArgument(f"job {args.job} is not waiting for approval")
+            kind = "reject" if args.reject is not None else "approve"
+            note = args.reject if args.reject is not None else args.note
+            await gov.send(MSG, {"kind": kind, "from": "person", "body": {
+                "code": state["config"]["approval_code"], "by": by, "note": note}})
+            return {"job": args.job, "decision": kind, "by": by, "note": note,
+                    "accepted": state["approval"]["accepted"]}
+
+    result = run_client(main())
+    if args.json:
+        from aos.cli import dump_json
+
+        print(dump_json(result), flush=True)
+    else:
+        print(f"job {args.job}: {'approved' if result['decision'] == 'approve' else 'rejected'} by {by} "
+              f"({', '.join(result['accepted'])})", flush=True)
     return 0

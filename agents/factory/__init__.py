@@ -5,6 +5,6 @@ kernel and follows them until the planner says the job ended; ``explain`` rebuil
 happened from the worlds' journals alone. ``docs/factory.md`` says how it fits together.
 """
 
-from aos.agents.factory.spec import Budget, JobSpec, JobSpecError, Scenario, load_job, parse_job
+from aos.agents.factory.spec import Budget, JobSpec, JobSpecError, Policy, Scenario, load_job, parse_job
 
-__all__ = ["Budget", "JobSpec", "JobSpecError", "Scenario", "load_job", "parse_job"]
+__all__ = ["Budget", "JobSpec", "JobSpecError", "Policy", "Scenario", "load_job", "parse_job"]

@@ -93,6 +93,13 @@ def explain_lines(job: str, events: list[dict[str, Any]]) -> list[str]:
         elif k == "totals":
             out.append(f"  spent: {d['tokens']} tokens in {d['calls']} LLM call(s), ${d['cost_microusd'] / 1e6:.4f}, "
                        f"at most {d['peak_workers']} worker(s) at once")
+        elif k == "approval_requested" and e["role"] == "governor":
+            out.append(f"  waiting for a person to approve the change (aos factory approve {e['job']})")
+        elif k == "approval_refused":
+            out.append(f"  governor: refused a decision from {d['by'] or 'someone'}: {d['reason']}")
+        elif k == "decision":
+            out.append(f"  {'APPROVED' if d['approved'] else 'REJECTED'} by {d['by']}"
+                       + (f": {d['note']}" if d["note"] else ""))
         elif k == "trap":
             out.append(f"  TRAP in {e['world']} ({d['workflow']}): {d['code']}: {d['message']}")
         elif k == "job_end":

@@ -10,6 +10,11 @@ from the planner, the judge and each worker's session); workers say when they ``
 - more workers run at once than ``budget.parallel_workers``;
 - the wall time passes ``budget.wall_time_s`` (a kernel timer set at ``init``).
 
+Policy: with ``policy.approve`` the planner asks here (``approval``) once the final check
+passes, and a person's ``approve``/``reject`` (``aos factory approve JOB``, carrying the
+approval code of this world's configuration, which no other world sees) is passed on as
+``decision``.
+
 Stopping is ``stop {reason}`` to the planner and ``abort`` to every worker (so a runaway
 worker stops even if the planner were stuck), journaled as ``budget_exceeded``. The
 planner's ``done`` ends the governor's watch.
@@ -78,6 +83,18 @@ class _Governor(Step):
                 self.over(f"parallel workers: {len(st['running'])} running, the limit is {limit}")
         elif kind == "finished":
             st["running"].pop(m["from"], None)
+        elif kind == "approval" and m["from"] == self.cfg["planner"]:
+            st["approval"] = {"accepted": body.get("accepted", []), "refs": body.get("refs", [])}
+            self.audit("approval_requested", accepted=st["approval"]["accepted"])
+        elif kind in ("approve", "reject") and st.get("approval"):
+            # the code is in this world's configuration only: a worker's portal mail cannot forge a decision
+            if body.get("code") != self.cfg.get("approval_code"):
+                self.audit("approval_refused", by=str(body.get("by", "")), reason="wrong approval code")
+                return
+            st["approval"] = None
+            by, note = str(body.get("by") or "a person")[:100], str(body.get("note") or "")[:1000]
+            self.audit("decision", approved=kind == "approve", by=by, note=note)
+            self.send(self.cfg["planner"], "decision", approved=kind == "approve", by=by, note=note)
         elif kind == "done" and st["state"] == "watching":
             st["state"] = "done"
             self.audit("totals", tokens=st["tokens"], cost_microusd=st["cost_microusd"], calls=st["calls"],

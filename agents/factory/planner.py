@@ -10,7 +10,9 @@ A keyless workflow, one per job. Messages (``factory/Msg@1``):
   integration (the ordered list of accepted diffs every later task starts from); a rejected one
   is re-planned with the judge's feedback; once every task is accepted the judge checks the
   whole integration (``final``) and the job is done or gets a fix-up task;
-- ``stop {reason}`` (governor): the job is stopped; its running workers are aborted.
+- ``stop {reason}`` (governor): the job is stopped; its running workers are aborted;
+- ``decision {approved, by, note}`` (governor): with ``policy.approve`` the job waits after its
+  final check until a person approves or rejects the change (``aos factory approve``).
 
 Re-planning asks the LLM to revise the failed task given the feedback; an answer it cannot read
 keeps the task as it was, with the feedback attached. A task gets ``budget.max_attempts``
@@ -70,6 +72,12 @@ class _Planner(Step):
             self.on_verdict(body)
         elif kind == "stop":
             self.stop(str(body.get("reason") or "stopped by the governor"))
+        elif kind == "decision" and self.st["phase"] == "approval" and m["from"] == self.cfg["governor"]:
+            who = f"{body.get('by') or 'a person'}" + (f": {body['note']}" if body.get("note") else "")
+            if body.get("approved"):
+                self.end("done", f"every scenario passes on the integrated change; approved by {who}")
+            else:
+                self.end("failed", f"the integrated change was rejected by {who}")
 
     @property
     def cfg(self) -> dict[str, Any]:
@@ -201,6 +209,12 @@ class _Planner(Step):
             if st["phase"] != "final":
                 return
             if b.get("accepted"):
+                if (self.cfg.get("policy") or {}).get("approve"):
+                    st["phase"] = "approval"
+                    self.audit("approval_requested", accepted=[a["task"] for a in st["accepted"]])
+                    self.send(self.cfg["governor"], "approval", accepted=[a["task"] for a in st["accepted"]],
+                              refs=[a["ref"] for a in st["accepted"]])
+                    return None
                 return self.end("done", "every scenario passes on the integrated change")
             st["final_rounds"] += 1
             if st["final_rounds"] >= self.cfg["budget"]["max_attempts"]:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,8 +122,8 @@ class KernelPlace:
     async def existing(self) -> set[str]:
         return {w["worldId"] for w in await self.worlds.list()}
 
-    async def create(self, doc: dict[str, Any], wid: str) -> Any:
-        world, _info = await self.worlds.create(doc, {}, wid, doc["name"])
+    async def create(self, doc: dict[str, Any], wid: str, labels: dict[str, str] | None = None) -> Any:
+        world, _info = await self.worlds.create(doc, {}, wid, doc["name"])  # one kernel: labels place nothing
         return world
 
 
@@ -144,10 +145,10 @@ class ClusterPlace:
     async def existing(self) -> set[str]:
         return {w["worldId"] for w in await self.u.list_worlds()}
 
-    async def create(self, doc: dict[str, Any], wid: str) -> Any:
+    async def create(self, doc: dict[str, Any], wid: str, labels: dict[str, str] | None = None) -> Any:
         from aos.kernel.scheduler.client import FollowingWorld
 
-        await self.u.create_world(doc, {}, wid, doc["name"])
+        await self.u.create_world(doc, {}, wid, doc["name"], labels=labels or None)
         return FollowingWorld(self.session, self.universe, wid, timeout=120.0)
 
 
@@ -181,7 +182,8 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
     if ids["memory"] not in existing:
         plan.append((ids["memory"], W.memory_manifest(), {"world": ids["memory"], "job": ""}))
     plan.append((ids["governor"], W.governor_manifest(spec.job_id, peers),
-                 {**common, "world": ids["governor"], "budget": job["budget"], "prices": prices(spec.provider, model)}))
+                 {**common, "world": ids["governor"], "budget": job["budget"], "prices": prices(spec.provider, model),
+                  "approval_code": secrets.token_hex(16)}))
     plan.append((ids["judge"], W.judge_manifest(spec.job_id, spec.provider, judge_root, peers),
                  {**common, "world": ids["judge"], "root": judge_root, "base_commit": base, "intent": spec.intent,
                   "scenarios": job["scenarios"]}))
@@ -192,7 +194,7 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
                      {**common, "world": wid, "root": root, "base_commit": base, "session_config": cfg}))
     plan.append((ids["planner"], W.planner_manifest(spec.job_id, spec.provider, peers),
                  {**common, "world": ids["planner"], "intent": spec.intent, "constraints": job["constraints"],
-                  "scenarios": visible, "budget": job["budget"]}))
+                  "scenarios": visible, "budget": job["budget"], "policy": job["policy"]}))
 
     events: list[dict[str, Any]] = []
     ended: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -245,7 +247,7 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
 
     try:
         for wid, doc, _ in plan:
-            world = await place.create(doc, wid)
+            world = await place.create(doc, wid, job["policy"]["worker_labels"] if wid in worker_ids else None)
             handles[wid] = world
             if wid == ids["memory"]:
                 continue

@@ -17,6 +17,10 @@ A job is a TOML (or JSON) file::
     parallel_workers = 2
     max_attempts = 3            # per task, before the job fails
 
+    [policy]
+    approve = true              # a person approves the final change (aos factory approve JOB)
+    worker_labels = {gpu = "no"}   # on a cluster: only hosts with these labels run workers
+
     [[scenario]]
     name = "mul works"
     run = "python3 -B -c 'from calc import mul; assert mul(2, 3) == 6'"
@@ -65,6 +69,12 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Policy:
+    approve: bool = False
+    worker_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     run: str
@@ -95,6 +105,7 @@ class JobSpec:
     budget: Budget = field(default_factory=Budget)
     scenarios: tuple[Scenario, ...] = ()
     source: str = ""  # the file it came from
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def visible_scenarios(self) -> list[dict[str, Any]]:
@@ -109,6 +120,7 @@ class JobSpec:
             "budget": {"tokens": b.tokens, "cost_microusd": b.cost_microusd, "wall_time_s": b.wall_time_s,
                        "parallel_workers": b.parallel_workers, "max_attempts": b.max_attempts},
             "scenarios": [s.to_value() for s in self.scenarios],
+            "policy": {"approve": self.policy.approve, "worker_labels": dict(self.policy.worker_labels)},
         }
 
 
@@ -131,7 +143,7 @@ def load_job(path: str, job_id: str | None = None) -> JobSpec:
 def parse_job(doc: Any, base_dir: str, job_id: str, source: str = "") -> JobSpec:
     if not isinstance(doc, dict):
         raise JobSpecError("the job file must be a table with [job], [budget] and [[scenario]]")
-    _keys(doc, "", {"job", "budget", "scenario"}, {"job"})
+    _keys(doc, "", {"job", "budget", "policy", "scenario"}, {"job"})
     job = doc["job"]
     _keys(job, "job", {"intent", "constraints", "repository", "provider", "model", "id"}, {"intent", "repository"})
     job_id = _text(job.get("id", job_id), "job.id")
@@ -159,7 +171,18 @@ def parse_job(doc: Any, base_dir: str, job_id: str, source: str = "") -> JobSpec
     if dup is not None:
         raise JobSpecError(f"two scenarios are named {dup!r}; names identify them in feedback")
     return JobSpec(job_id, intent, repo, tuple(constraints), provider, _text(job.get("model", ""), "job.model"),
-                   budget, scenarios, source)
+                   budget, scenarios, source, _policy(doc.get("policy", {})))
+
+
+def _policy(p: Any) -> Policy:
+    _keys(p, "policy", {"approve", "worker_labels"}, set())
+    approve = p.get("approve", False)
+    if not isinstance(approve, bool):
+        raise JobSpecError("policy.approve must be true or false")
+    labels = p.get("worker_labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise JobSpecError("policy.worker_labels must be a table of strings, e.g. {zone = \"a\"}")
+    return Policy(approve, tuple(sorted(labels.items())))
 
 
 def _budget(b: Any) -> Budget:

@@ -55,12 +55,14 @@ SCENARIOS = [
 
 
 def write_job(root: Path, repo: Path, budget: dict[str, Any] | None = None, scenarios: list | None = None,
-              name: str = "calc") -> Path:
+              name: str = "calc", policy: str = "") -> Path:
     b = {"tokens": 100000, "cost_usd": 5.0, "wall_time_s": 600, "parallel_workers": 2, "max_attempts": 3,
          **(budget or {})}
     lines = ["[job]", 'intent = "Add mul() and sub() next to calc.add()"', 'constraints = ["standard library only"]',
              f"repository = {json.dumps(str(repo))}", f'provider = "{PROVIDER}"', "", "[budget]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in b.items()]
+    if policy:
+        lines += ["", "[policy]", policy]
     for s in scenarios or SCENARIOS:
         lines += ["", "[[scenario]]"] + [f"{k} = {json.dumps(v)}" for k, v in s.items()]
     path = root / f"{name}.toml"

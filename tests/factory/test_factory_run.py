@@ -167,3 +167,30 @@ def test_a_job_runs_on_a_kernel_it_connects_to(factory, tmp_path):
     assert again.stderr.count("\n") == 1
     explain = factory.cli("factory", "explain", "remote", "--data", str(data))
     assert explain.returncode == 0 and explain.stdout.startswith("job remote: done"), explain.stderr
+
+
+@pytest.mark.parametrize("factory", [FactoryModel(plan=ONE_TASK)], indirect=True)
+def test_a_job_waits_for_a_person_to_approve_its_change(factory, tmp_path):
+    """[policy] approve: once the final check passes the job waits; `aos factory approve` decides it."""
+    repo = make_repo(tmp_path)
+    job = write_job(tmp_path, repo, {"parallel_workers": 1}, SCENARIOS[:2], policy="approve = true")
+    proc = subprocess.Popen([sys.executable, "-m", "aos.cli", "factory", "run", str(job)], env=factory.env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "waiting for a person to approve the change" in line:
+                early = factory.cli("factory", "approve", "nope")
+                assert early.returncode == 1 and "no job 'nope' on this kernel" in early.stderr
+                decided = factory.cli("factory", "approve", "calc", "--by", "alice", "--note", "lgtm")
+                assert decided.returncode == 0, decided.stderr
+                assert decided.stdout.strip() == "job calc: approved by alice (t1)"
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(seen)
+    assert proc.returncode == 0, out[-3000:] + proc.stderr.read()[-3000:]
+    assert "APPROVED by alice: lgtm" in out
+    assert "job calc: done: every scenario passes on the integrated change; approved by alice: lgtm" in out

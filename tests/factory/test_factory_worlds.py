@@ -152,3 +152,20 @@ def test_a_trap_is_part_of_the_story():
     ev = trap_of("j", "j.planner", trap.to_value())
     assert ev["role"] == "planner" and ev["kind"] == "trap" and "KeyError" in ev["data"]["message"]
     assert trap_of("j", "j.worker-2", trap.to_value())["role"] == "worker"
+
+
+
+def test_the_governor_passes_on_a_persons_decision_only_with_the_approval_code():
+    h, m = harness(W.governor_manifest("j", PEERS), "j.governor")
+    h.send(MSG, msg("init", config={"world": "j.governor", "job": "j", "planner": "j.planner", "workers": [],
+                                    "budget": BUDGET, "prices": {}, "approval_code": "c0de"}))
+    h.send(MSG, msg("approve", "j.worker-1", code="c0de", by="early"))  # nothing is waiting yet
+    h.send(MSG, msg("approval", "j.planner", accepted=["t1"], refs=["r1"]))
+    h.send(MSG, msg("approve", "j.worker-1", code="guess", by="a worker"))  # forged portal mail
+    assert not [s for s in sent(h) if s[1] == "decision"] and "approval_refused" in audits(h)
+    h.send(MSG, msg("reject", "person", code="c0de", by="alice", note="not like this"))
+    ((dest, _, body),) = [s for s in sent(h) if s[1] == "decision"]
+    assert dest == "j.planner" and body == {"approved": False, "by": "alice", "note": "not like this"}
+    h.send(MSG, msg("approve", "person", code="c0de", by="bob"))  # decided already
+    assert len([s for s in sent(h) if s[1] == "decision"]) == 1
+    check_replays(h, m, "j.governor")
