@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aos.errors import InvalidArgument, KernelError, OwnershipLost, UnknownWorld
 from aos.kernel.names import check_name, key, seq_key
 from aos.kernel.store import KernelStore, Op
-from aos.kernel.storage.classify import WORLDS_SUFFIX, Kind, TurnClassifier, timer_target, world_state_ops
+from aos.kernel.storage.classify import SEQ, WORLDS_SUFFIX, Kind, TurnClassifier, timer_target, world_state_ops
 from aos.kernel.storage.config import StorageConfig
 from aos.kernel.storage.contract import LogBatch, ObjectStore, WorldHead
 from aos.kernel.storage.objects import RequestCounter
@@ -235,7 +235,23 @@ class HostStorage:
         classifier = TurnClassifier(stored_timer)
         out: dict[tuple[str, str], tuple[int, list[bytes], list[Op]]] = {}
         firsts: dict[tuple[str, str], int] = {}
+        # a journal op's world depends only on its key without the seq, and a turn holds runs of
+        # records of the same few worlds: classify each prefix once, not each record
+        journals: dict[bytes, tuple[str, str] | None] = {}
         for op in ops:
+            if op.family == "journal" and op.value is not None:
+                prefix = op.key[:-SEQ]
+                if prefix in journals:
+                    journal_world = journals[prefix]
+                else:
+                    first_owned = classifier.classify(op)
+                    journal_world = journals[prefix] = (
+                        None if first_owned is None else (first_owned.universe, first_owned.world))
+                if journal_world is not None:
+                    _, records, _ = out.setdefault(journal_world, (-1, [], []))
+                    firsts.setdefault(journal_world, int.from_bytes(op.key[-SEQ:], "big"))
+                    records.append(op.value)
+                continue
             owned = classifier.classify(op)
             if owned is None or owned.kind is Kind.DERIVED:
                 continue
