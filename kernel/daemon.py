@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from collections.abc import Callable
 
@@ -30,6 +29,7 @@ from aos.kernel import log as kernel_log
 from aos.kernel.config import from_env
 from aos.kernel.names import check_name
 from aos.kernel.server import KernelServer
+from aos.kernel.tls import check_listener_files
 
 log = logging.getLogger("aos.kernel")
 
@@ -88,18 +88,7 @@ def say(line: str) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Refuse options that cannot work, before anything starts (``InvalidArgument``)."""
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise InvalidArgument("--tls-cert and --tls-key go together")
-    if args.tls_cert:
-        for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
-            if not os.path.isfile(path):
-                raise InvalidArgument(f"{option} {path}: no such file")
-        try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key)
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            raise InvalidArgument(f"--tls-cert {args.tls_cert} / --tls-key {args.tls_key}: not a usable PEM "
-                                  f"certificate and key ({reason})") from None
+    check_listener_files(args.tls_cert, args.tls_key)
     from aos.kernel.scheduler.agent import config_from as cluster_config
 
     cluster_config(args)

@@ -167,9 +167,9 @@ class KernelServer:
     def _tls_context(self) -> ssl.SSLContext | None:
         if not (self.config.tls_cert and self.config.tls_key):
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        return context
+        from aos.kernel.tls import listener_context
+
+        return listener_context(self.config.tls_cert, self.config.tls_key)
 
     async def _listen(self, address: Address, tls: ssl.SSLContext | None) -> Address:
         if address.kind == "unix":
