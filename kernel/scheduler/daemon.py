@@ -38,7 +38,9 @@ from aos.kernel.scheduler.layout import DEFAULT_SLOTS, ClusterConfig, LeaderReco
 from aos.kernel.scheduler.service import SchedulerConfig, SchedulerServices
 from aos.kernel.scheduler.view import ClusterView
 from aos.kernel.server import Address, parse_address
+from aos.kernel.tls import check_listener_files, listener_context
 
+RECONCILE_SHARE = 0.2  # of the leader's time, at most, for placement rounds under a stream of changes
 log = logging.getLogger("aos.scheduler")
 
 ADMIN_TOKEN_FILE = "admin.token"
@@ -68,6 +70,14 @@ class SchedulerServer:
     def admin_token_path(self) -> str:
         return self.adopt_token or os.path.join(self.config.data_dir, ADMIN_TOKEN_FILE)
 
+    @property
+    def public_address(self) -> str:
+        """How clients and the leader record name this scheduler: ``tls:HOST:PORT`` when it speaks TLS."""
+        text = str(self.address)
+        if self.config.tls_cert and text.startswith("tcp:"):
+            return "tls:" + text[len("tcp:"):]
+        return text
+
     async def start(self) -> None:
         os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
         self.etcd = await Etcd.open(self.config.etcd)
@@ -78,7 +88,7 @@ class SchedulerServer:
         self.view.load(entries, revision)
         self._tasks.append(asyncio.ensure_future(self._watch(revision + 1)))
         self.address = await self._listen(parse_address(self.config.listen))
-        self.services = SchedulerServices(self.config, self.etcd, self.view, self.id, str(self.address))
+        self.services = SchedulerServices(self.config, self.etcd, self.view, self.id, self.public_address)
         await self._ensure_admin_token()
 
     async def _ensure_config(self) -> None:
@@ -158,7 +168,9 @@ class SchedulerServer:
                 os.unlink(address.path)
             self._server = await capnp.AsyncIoStream.create_unix_server(self._on_connection, address.path)
             return address
-        self._server = await capnp.AsyncIoStream.create_server(self._on_connection, address.host, address.port)
+        tls = listener_context(self.config.tls_cert, self.config.tls_key) if self.config.tls_cert else None
+        self._server = await capnp.AsyncIoStream.create_server(self._on_connection, address.host, address.port,
+                                                               ssl=tls)
         port = self._server.sockets[0].getsockname()[1]
         return Address("tcp", host=address.host, port=port)
 
@@ -197,7 +209,7 @@ class SchedulerServer:
                     await self.view.wait_changed(1.0)
                     continue
                 lease = await self.etcd.lease(self.config.lease_ttl)
-                record = LeaderRecord(self.id, str(self.address), os.getpid(), time.time_ns() // 1_000_000)
+                record = LeaderRecord(self.id, self.public_address, os.getpid(), time.time_ns() // 1_000_000)
                 won = await self.etcd.txn([tx.version(keys.leader) == 0],
                                           [tx.put(keys.leader, dumps(asdict(record)), lease=lease.id)])
                 if not won:
@@ -228,19 +240,28 @@ class SchedulerServer:
         assert self.view is not None and self.services is not None
         lost = asyncio.ensure_future(lease.lost.wait())
         stopped = asyncio.ensure_future(self.stopping.wait())
+        loop = asyncio.get_running_loop()
         try:
             while not lease.lost.is_set() and not self.stopping.is_set():
+                started = loop.time()
                 try:
                     await self.services.reconcile()
                 except AosError as exc:
                     if not self.services.leading:
                         return
                     log.warning("event=reconcile_failed error=%r", str(exc)[:200])
+                spent = loop.time() - started
                 changed = asyncio.ensure_future(self.view.wait_changed(1.0))
                 await asyncio.wait([changed, lost, stopped], return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
                 if not self.services.leading:
                     return
+                # a round costs O(worlds) of this loop's time, and a stream of changes (every world created,
+                # every host's advertisement) would run rounds back to back and starve the RPCs: rounds get
+                # at most RECONCILE_SHARE of the time (a few ms of delay with few worlds)
+                rest = spent / RECONCILE_SHARE - (loop.time() - started)
+                if rest > 0:
+                    await asyncio.wait([lost, stopped], timeout=rest)
         finally:
             lost.cancel()
             stopped.cancel()
@@ -279,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: mint one into DATA/admin.token")
     parser.add_argument("--listen", default="tcp:127.0.0.1:0", metavar="ADDR",
                         help="unix:PATH or tcp:HOST:PORT (default tcp:127.0.0.1:0)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="certificate for the TCP listener (with --tls-key): "
+                        "it speaks TLS and is named tls:HOST:PORT")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key for the TCP listener")
+    parser.add_argument("--tls-ca", metavar="PEM", default=None,
+                        help="CA to trust when reaching hosts that listen with TLS (tls:HOST:PORT) "
+                             "(default: $AOS_TLS_CA, else the system's CAs)")
     parser.add_argument("--health", default="127.0.0.1:0", metavar="HOST:PORT",
                         help="gRPC health endpoint ('' = off; default 127.0.0.1:0)")
     parser.add_argument("--lease-ttl", type=int, default=3, metavar="SECONDS",
@@ -299,6 +326,8 @@ def check(args: argparse.Namespace) -> None:
         raise InvalidArgument("--etcd http://HOST:PORT is required (or set AOS_ETCD)")
     parse_etcd_url(args.etcd)
     parse_address(args.listen)
+    check_listener_files(args.tls_cert, args.tls_key)
+    check_trusted_ca(tls_ca_of(args))
     if not 2 <= args.lease_ttl <= 600:
         raise InvalidArgument(f"--lease-ttl {args.lease_ttl}: use 2 to 600 seconds")
     if args.admin_token and not os.path.isfile(args.admin_token):
@@ -314,7 +343,8 @@ def check(args: argparse.Namespace) -> None:
 async def run(args: argparse.Namespace) -> int:
     check(args)
     data = os.path.abspath(args.data or os.path.join(os.path.expanduser("~"), ".local", "share", "aos", "scheduler"))
-    config = SchedulerConfig(data, args.etcd, args.listen, args.lease_ttl, not args.no_rebalance)
+    config = SchedulerConfig(data, args.etcd, args.listen, args.lease_ttl, not args.no_rebalance,
+                             tls_cert=args.tls_cert or "", tls_key=args.tls_key or "", tls_ca=tls_ca_of(args))
     server = SchedulerServer(config, args.slots)
     server.adopt_token = os.path.abspath(args.admin_token) if args.admin_token else ""
     loop = asyncio.get_running_loop()
@@ -325,7 +355,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await server.start()
         say(f"aos-scheduler {__version__} id={server.id} pid={os.getpid()} etcd={args.etcd}")
-        say(f"listening {server.address}")
+        say(f"listening {server.public_address}")
         if args.health:
             from aos.kernel.health import HealthEndpoint
 

@@ -167,6 +167,18 @@ def place(worlds: Iterable[WorldSpec], hosts: Iterable[HostSpec], *, rebalance: 
     return Assignment(result, moves, tuple(sorted(unplaced, key=lambda u: u.world)), used)
 
 
+def place_new(world: WorldSpec, hosts: Iterable[HostSpec], used: Mapping[str, float]) -> str | Unplaced:
+    """The host for one new unpinned world, given the load already on each host: the one ``place``
+    picks (step 2, the eligible host with most room), without placing every other world again, so
+    creating the 10,000th world costs what creating the first does. ``used``: host id -> load."""
+    by_id = {h.id: h for h in sorted(hosts, key=lambda h: h.id)}
+    choices = [h for h in by_id.values() if eligible(world, h)]
+    fits = [h for h in choices if used.get(h.id, 0.0) + world.load <= h.capacity]
+    if not fits:
+        return Unplaced(world.key, _why(world, by_id, choices))
+    return max(fits, key=lambda h: (h.capacity - used.get(h.id, 0.0), -_index(by_id, h.id))).id
+
+
 def _index(by_id: Mapping[str, HostSpec], host_id: str) -> int:
     return list(by_id).index(host_id)
 

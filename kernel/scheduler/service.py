@@ -45,7 +45,9 @@ SETTLE_MS = 30_000  # rebalancing leaves a world alone this long after it moved
 class SchedulerConfig:
     """data_dir: holds ``admin.token``; etcd: the ``--etcd`` URL; lease_ttl: seconds a leader's and a
     host's lease lives without a refresh; rebalance: move running worlds to even out load;
-    moves_per_round: at most this many rebalancing moves at once."""
+    moves_per_round: at most this many rebalancing moves at once; tls_cert/tls_key: PEM files, the
+    TCP listener speaks TLS when both are set; tls_ca: the CA file to trust for hosts that listen
+    with TLS (``tls:`` addresses; "" = the system's CAs)."""
 
     data_dir: str
     etcd: str
@@ -53,6 +55,9 @@ class SchedulerConfig:
     lease_ttl: int = 3
     rebalance: bool = True
     moves_per_round: int = 16
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
 
 class Conflict(Exception):
@@ -60,20 +65,23 @@ class Conflict(Exception):
 
 
 class HostLinks:
-    """One Cap'n Proto connection per host, through its delegated Kernel token (from its join)."""
+    """One Cap'n Proto connection per host, through its delegated Kernel token (from its join);
+    over TLS trusting ``tls_ca`` to a host that advertises a ``tls:`` address."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls_ca: str = "") -> None:
         self._links: dict[str, tuple[str, str, Any, Any]] = {}  # host -> (address, token, conn, kernel)
+        self.tls_ca = tls_ca
 
     async def kernel(self, host: HostRecord, token: str) -> Any:
-        from aos.kernel.client import Connection
+        from aos.kernel.client import Connection, TlsOptions, host_tls
 
         link = self._links.get(host.id)
         if link is not None and link[0] == host.address and link[1] == token:
             return link[3]
         self.forget(host.id)
         try:
-            conn = await asyncio.wait_for(Connection.open(host.address), 10)
+            tls = host_tls(host.address, TlsOptions(self.tls_ca))
+            conn = await asyncio.wait_for(Connection.open(host.address, tls=tls), 10)
             kernel = await conn.restore_kernel(token)
         except (AosError, asyncio.TimeoutError) as exc:
             raise HostUnavailable(f"host {host.id} at {host.address} cannot be reached: {exc}") from None
@@ -104,7 +112,7 @@ class SchedulerServices:
         self.grants = GrantTable({k.decode(): v for k, v in self.store.scan("grants", b"")})
         self.tokens = TokenTable(self.store)  # type: ignore[arg-type]
         self.claims = ClaimTable()
-        self.links = HostLinks()
+        self.links = HostLinks(config.tls_ca)
         self.leader_revision = 0  # create revision of our leader key while we lead
         self.connections = 0
         self._lock = asyncio.Lock()
@@ -303,6 +311,11 @@ class SchedulerServices:
         return [spec_of(p) for p in self.view.placements()]
 
     def choose_host(self, new: Placement) -> str:
+        if not new.pin:  # the common case, in O(hosts): no world is evicted for it
+            chosen = place.place_new(spec_of(new), self.live_hosts(), self.view.host_loads)
+            if isinstance(chosen, place.Unplaced):
+                raise NoHost(f"no host can take world {new.key}: {chosen.reason}")
+            return chosen
         specs = [s for s in self.world_specs() if s.key != new.key]
         result = place.place([*specs, spec_of(new)], self.live_hosts())
         host = result.hosts.get(new.key)

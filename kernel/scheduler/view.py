@@ -35,6 +35,7 @@ class ClusterView:
     slot_revisions: dict[int, int] = field(default_factory=dict)
     caps: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
     history: dict[int, HistoryEntry] = field(default_factory=dict)  # seq -> entry (the last HISTORY_MAX)
+    host_loads: dict[str, float] = field(default_factory=dict)  # host id -> load of the worlds placed on it
     revision: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cap_listeners: list = field(default_factory=list)  # type: ignore[type-arg]
@@ -84,10 +85,12 @@ class ClusterView:
             elif key.startswith(keys.slots):
                 slot = int(keys.tail(key, keys.slots))
                 if put:
+                    self._count_loads(self.slots.get(slot, {}), -1)
                     self.slots[slot] = slot_from(entry.value)
+                    self._count_loads(self.slots[slot], 1)
                     self.slot_revisions[slot] = entry.mod_revision
                 else:
-                    self.slots.pop(slot, None)
+                    self._count_loads(self.slots.pop(slot, {}), -1)
                     self.slot_revisions.pop(slot, None)
             elif key.startswith(keys.histories):
                 seq = int(keys.tail(key, keys.histories))
@@ -106,6 +109,11 @@ class ClusterView:
         except (ValueError, TypeError, KeyError) as exc:  # a key someone else wrote badly: skip it, say so
             log.warning("event=bad_etcd_value key=%r error=%r", key[:120], str(exc)[:200])
         self.changed.set()
+
+    def _count_loads(self, slot: dict[str, Placement], sign: int) -> None:
+        for p in slot.values():
+            if p.host:
+                self.host_loads[p.host] = self.host_loads.get(p.host, 0.0) + sign * p.load
 
     # --- questions -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aos.kernel.scheduler.place import Assignment, HostSpec, WorldSpec, eligible, labels_of, place
+from aos.kernel.scheduler.place import Assignment, HostSpec, Unplaced, WorldSpec, eligible, labels_of, place, place_new
 
 HOST_IDS = ["h0", "h1", "h2", "h3", "h4"]
 ZONES = ["a", "b"]
@@ -107,6 +107,22 @@ def test_a_new_world_moves_no_running_one(ws: list[WorldSpec], hs: list[HostSpec
     placed = applied(ws, place(ws, hs))
     result = place([*placed, WorldSpec("u/new")], hs)
     assert [m for m in result.moves if m.source] == []  # waiting worlds may find room; running ones stay
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), hosts(), st.sampled_from([1.0, 2.0]), st.sampled_from([(), labels_of({"zone": "a"})]))
+def test_place_new_picks_the_host_place_picks(ws: list[WorldSpec], hs: list[HostSpec], load: float,
+                                              labels: tuple[tuple[str, str], ...]) -> None:
+    """For a new unpinned world on a settled placement, the O(hosts) choice is the one of a whole place()."""
+    settled = place(ws, hs)
+    placed = [WorldSpec(w.key, w.load, w.labels, w.pin, settled.hosts[w.key]) for w in ws if w.key in settled.hosts]
+    new = WorldSpec("v/new", load, labels)
+    whole = place([*placed, new], hs)
+    quick = place_new(new, hs, settled.load)  # the load each host has before it
+    if "v/new" in whole.hosts:
+        assert quick == whole.hosts["v/new"]
+    else:
+        assert isinstance(quick, Unplaced) and quick.reason == whole.unplaced[0].reason
 
 
 @settings(max_examples=200, deadline=None)
