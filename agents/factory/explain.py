@@ -70,7 +70,8 @@ def explain_lines(job: str, events: list[dict[str, Any]]) -> list[str]:
         elif k == "task_failed":
             out.append(f"  {d['task']} attempt {d['attempt']}: failed in {e['world']}: {d['error']}")
         elif k == "baseline":
-            out.append(f"  judge: integration {d['integration']} baseline passes {', '.join(d['passing']) or 'nothing'}")
+            passing = ", ".join(d["passing"]) or "nothing"
+            out.append(f"  judge: integration {d['integration']} baseline passes {passing}")
         elif k == "judgment":
             what = "final check" if d["final"] else f"{d['task']} attempt {d['attempt']}"
             passed = sum(1 for x in d["evidence"] if x["passed"])

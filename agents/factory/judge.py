@@ -173,9 +173,9 @@ class _Judge(Step):
                 if s["holdout"]:
                     feedback.append(f"- hold-out scenario {s['name']!r} fails: {s['description'] or 'no description'}")
                 else:
+                    wanted = f", stdout with {s['expect_stdout']!r}" if s["expect_stdout"] else ""
                     feedback.append(f"- {s['name']!r}: `{s['run']}` exited {x['exit_code']} (expected "
-                                    f"{s['expect_exit']}{', stdout with ' + repr(s['expect_stdout']) if s['expect_stdout'] else ''}):"
-                                    f"\n{x['output']}")
+                                    f"{s['expect_exit']}{wanted}):\n{x['output']}")
         low = satisfaction is not None and satisfaction < MIN_SATISFACTION
         if low:
             feedback.append(f"the judgement: satisfaction {satisfaction}% ({reason})")

@@ -229,7 +229,8 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
             ended.set_result(ev)
         elif ev["role"] == "planner" and ev["kind"] == "trap" and not ended.done():
             # the planner's step was discarded: its bookkeeping no longer matches the job; say so and stop
-            ended.set_result({**ev, "data": {"status": "failed", "reason": f"the planner trapped: {ev['data']['message']}"}})
+            reason = f"the planner trapped: {ev['data']['message']}"
+            ended.set_result({**ev, "data": {"status": "failed", "reason": reason}})
 
     handles = {}
     subs = []

@@ -148,7 +148,8 @@ def parse_job(doc: Any, base_dir: str, job_id: str, source: str = "") -> JobSpec
     _keys(job, "job", {"intent", "constraints", "repository", "provider", "model", "id"}, {"intent", "repository"})
     job_id = _text(job.get("id", job_id), "job.id")
     if not _ID.fullmatch(job_id):
-        raise JobSpecError(f"job.id {job_id!r}: use 1-48 characters from [A-Za-z0-9_-], starting with a letter or digit")
+        raise JobSpecError(f"job.id {job_id!r}: use 1-48 characters from [A-Za-z0-9_-], "
+                           "starting with a letter or digit")
     intent = _text(job["intent"], "job.intent").strip()
     if not intent:
         raise JobSpecError("job.intent is empty: say what the job should achieve")

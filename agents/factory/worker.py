@@ -106,7 +106,7 @@ class _Worker(Step):
                                "stdin": _json(t["base"]), "timeout_s": 120}, "prepare")
         elif kind == "session_usage" and body.get("session") == t["session"]:
             t["text"] = body.get("text") or t["text"]
-            u = {"input_tokens": int(body.get("input_tokens") or 0), "output_tokens": int(body.get("output_tokens") or 0)}
+            u = {k: int(body.get(k) or 0) for k in ("input_tokens", "output_tokens")}
             t["usage"] = {k: t["usage"][k] + u[k] for k in u}
             self.send(self.cfg["governor"], "usage", model=self.cfg["model"], task=t["task"], **u)
         elif kind == "session_end" and body.get("session") == t["session"] and t["phase"] == "session":

@@ -169,3 +169,40 @@ def test_the_governor_passes_on_a_persons_decision_only_with_the_approval_code()
     h.send(MSG, msg("approve", "person", code="c0de", by="bob"))  # decided already
     assert len([s for s in sent(h) if s[1] == "decision"]) == 1
     check_replays(h, m, "j.governor")
+
+
+def test_the_judge_rejects_a_regression_and_says_which_check_broke():
+    h, m = harness(W.judge_manifest("j", "anthropic", "/clones/judge", PEERS), "j.judge")
+    scenarios = [{"name": "vis", "run": "check-vis", "expect_exit": 0, "expect_stdout": "ok", "holdout": False,
+                  "description": "", "timeout_s": 5},
+                 {"name": "hid", "run": "check-hid", "expect_exit": 0, "expect_stdout": "", "holdout": True,
+                  "description": "hidden must hold", "timeout_s": 5}]
+    h.send(MSG, msg("init", config={"world": "j.judge", "job": "j", "provider": "anthropic", "model": "m",
+                                    "planner": "j.planner", "governor": "j.governor", "memory": "factory-memory",
+                                    "root": "/clones/judge", "base_commit": "abc", "intent": "x",
+                                    "scenarios": scenarios}))
+    h.send(MSG, msg("judge", "j.planner", task="t1", attempt=1, title="t", description="d", diff="D", ref="r",
+                    base=[], final=False))
+
+    def settle(argv0, code, stdout=""):
+        (i,) = [r for r in h.world.open_intents() if r.effect == "sys/host.exec@1" and r.params["argv"][0] == argv0
+                or (argv0 == "prepare" and r.params["argv"][0].startswith("git reset"))
+                or (argv0 == "apply" and r.params["argv"][0].startswith("python3 -c"))]
+        payload = {"exit_code": code, "stdout": stdout, "stderr": ""}
+        h.receipt(i, "ok" if code == 0 else "error", payload if code == 0 else {"error": "exit_status", **payload})
+
+    settle("prepare", 0)
+    settle("check-vis", 0, "ok\n")  # the baseline: both pass
+    settle("check-hid", 0)
+    settle("apply", 0)
+    settle("check-hid", 1)  # the change breaks both
+    settle("check-vis", 1, "boom")
+    (llm,) = [r for r in h.world.open_intents() if r.effect == "sys/llm.generate@1"]
+    h.receipt(llm, "ok", {"response": {"text": '{"satisfaction": 90}', "usage": {}}})
+    ((_, _, verdict),) = [s for s in sent(h) if s[1] == "verdict"]
+    assert verdict["accepted"] is False and verdict["satisfaction"] == 90
+    fb = verdict["feedback"]
+    assert "2 scenario(s) that passed before now fail" in fb
+    assert "- 'vis': `check-vis` exited 1 (expected 0, stdout with 'ok'):\nboom" in fb
+    assert "hold-out scenario 'hid' fails: hidden must hold" in fb and "check-hid" not in fb
+    check_replays(h, m, "j.judge")
