@@ -116,6 +116,9 @@ def test_a_worker_that_breaks_a_holdout_is_sent_back_and_fixes_it(factory, tmp_p
     retry = next(p for p in factory.model.prompts if "Earlier attempts were rejected" in p)
     assert "hold-out scenario 'add still adds' fails: add() must keep adding" in retry
     assert "assert add(2, 3) == 5" not in retry
+    # and memory gave it what the first attempt did and how it was judged
+    notes = retry.split("Notes from memory:", 1)[1]
+    assert "t1 attempt 1: Added mul and tidied add." in notes and "t1 attempt 1 rejected" in notes
     subprocess.run(["git", "apply", os.path.join(factory.data, "jobs", "calc", "result.patch")], cwd=repo, check=True)
     assert (repo / "calc.py").read_text().endswith("return a + b\n")
     explain = factory.cli("factory", "explain", "calc").stdout
