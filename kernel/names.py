@@ -49,7 +49,7 @@ def check_id(value: str, what: str) -> str:
 
 def key(*parts: str) -> bytes:
     """The key prefix for already-validated name parts, NUL-terminated each."""
-    return b"".join(part.encode() + b"\x00" for part in parts)
+    return ("\x00".join(parts) + "\x00").encode() if parts else b""  # each part NUL-terminated, one encode
 
 
 def seq_key(prefix: bytes, seq: int) -> bytes:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import rocksdict
 
@@ -30,9 +30,9 @@ log = logging.getLogger("aos.kernel.store")
 COLUMN_FAMILIES = ("cas", "journal", "heads", "grants", "tokens", "timers", "mail", "maildedup", "worlds", "meta")
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One key write (value) or delete (value is None) in a column family."""
+class Op(NamedTuple):
+    """One key write (value) or delete (value is None) in a column family. (A named tuple: a journal
+    append makes two, and a frozen dataclass's ``__init__`` costs several times a tuple's.)"""
 
     family: str
     key: bytes

@@ -217,3 +217,11 @@ def test_records_survive_a_clean_restart(kernel):
     assert kernel.stop() == 0
     kernel.start()
     assert run(read()) == (([b"a", b"b"], 2), (2, 3))
+
+
+def test_name_keys_are_each_part_nul_terminated():
+    """``names.key`` (one encode of the joined parts) is each part's UTF-8 plus a NUL, as stored."""
+    from aos.kernel.names import key
+
+    for parts in [(), ("bench",), ("bench", "w-1"), ("ü", "", "#kernel.a:b")]:
+        assert key(*parts) == b"".join(part.encode() + b"\x00" for part in parts)
