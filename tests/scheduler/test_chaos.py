@@ -1,7 +1,8 @@
-"""Chaos: under a steady workload of events and timers on real etcd, a moto S3 server, two
-schedulers and three host kernels, host kernels and the leading scheduler are killed with
-SIGKILL at random (and come back). Afterwards every acknowledged event is in its world's
-journal, every world serves, no effect is settled twice and every timer fired once.
+"""Chaos: under a steady workload of events, timers and cross-host portal messages on real etcd,
+a moto S3 server, two schedulers and three host kernels, host kernels and the leading scheduler
+are killed with SIGKILL at random (and come back). Afterwards every acknowledged event is in its
+world's journal, every world serves, no effect is settled twice, every timer fired once, and
+every message an acknowledged event sent is in its receiver's journal once.
 
 The kills are drawn from a seeded RNG; the seed is printed (and named in every failure), and
 ``AOS_CHAOS_SEED=N`` replays that schedule.
@@ -32,10 +33,13 @@ from aos.kernel.storage.objects import S3Objects, make_client
 from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
 from aos.kernel.world.loader import read_bundle
 from aos.kernel.world.records import decode_record
+from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
-COUNTERS = 4  # counter worlds: events
+COUNTERS = 3  # counter worlds: events
 TIMERS = 2  # hello-timer worlds: timers
+PAIRS = 2  # portal pairs: world s<i> sends r<i> one message per event (placed apart: cross-host)
+SCRIPT, SCRIPTED, PORTAL = "test/Script@1", "test/scripted@1", "sys/portal.send@1"
 KILLS = 3  # chaos actions, each a host kernel or the leading scheduler
 HOSTS = ("host0", "host1", "host2")
 # what a send gets when its host stopped before committing it (its log was fenced by a host that took
@@ -59,7 +63,8 @@ def cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch)
     bucket = f"aos-{uuid.uuid4().hex[:12]}"
     S3Objects(make_client(), bucket).ensure_bucket()
     with tempfile.TemporaryDirectory(prefix="aosx-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=3, schedulers=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=20)
+        c = LocalCluster(root, hosts=3, schedulers=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=20,
+                         host_args=[["--python-module", SCRIPTED_MODULE]] * 3)
         try:
             c.start(etcd)
             for kernel in c.kernels:
@@ -106,12 +111,37 @@ async def until(check: Any, timeout: float = 60.0, what: str = "condition") -> A
     raise AssertionError(f"{what} not met in {timeout}s (last error: {last!r})")
 
 
+def portal_manifest() -> dict[str, Any]:
+    """The scripted workflow (it emits the effects its event lists) with portal.send to its universe."""
+    return {
+        "version": 1,
+        "name": "test/chaos-portal",
+        "schemas": {**SCRIPTED_SCHEMAS, "sys/Any@1": "any",
+                    "sys/PortalSend@1": {"record": {"dest_world": "text", "schema": "text", "value": "any"}}},
+        "modules": {SCRIPTED: {"runtime": "python", "python_module": SCRIPTED_MODULE}},
+        "workflows": {SCRIPTED: {"module": SCRIPTED, "entry": "scripted", "state": "test/ScriptState@1",
+                                 "event": SCRIPT, "effects": [PORTAL]}},
+        "effects": {PORTAL: {"params": "sys/PortalSend@1", "receipt": "sys/Any@1", "cap": "portal"}},
+        "grants": {"portal": {"cap": "portal"}},
+        "routing": [{"event": SCRIPT, "workflow": SCRIPTED}],
+    }
+
+
 def event_for(world: str, n: int) -> tuple[str, dict[str, Any], str]:
-    """The n-th event the workload sends ``world``, and the id it is found by in the journal."""
+    """The n-th event the workload sends ``world``, and the id it is found by in the journal
+    (a sender's event sends its receiver a message with the same id)."""
     ident = f"{world}-{n}"
     if world.startswith("t"):
         return "demo/TimerStart@1", {"delay_ns": 300_000_000 + (n % 7) * 400_000_000, "key": ident}, ident
+    if world.startswith("s"):
+        message = {"dest_world": "r" + world[1:], "schema": SCRIPT, "value": {"id": ident}}
+        return SCRIPT, {"id": ident, "effects": [{"effect": PORTAL, "params": message}]}, ident
+    if world.startswith("r"):
+        return SCRIPT, {"id": ident}, ident
     return "demo/CounterEvent@1", {"by": 1, "id": ident}, ident
+
+
+STATE = {"c": "demo/counter@1", "t": "demo/hello-timer@1", "s": SCRIPTED, "r": SCRIPTED}
 
 
 async def writer(cluster: LocalCluster, token: str, worlds: list[str], ledger: Ledger, stop: asyncio.Event) -> None:
@@ -217,6 +247,7 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
     timer_doc, timer_wasm = read_bundle(os.path.join(EXAMPLES, "hello-timer"))
     counters = [f"c{i}" for i in range(COUNTERS)]
     timers = [f"t{i}" for i in range(TIMERS)]
+    senders, receivers = [f"s{i}" for i in range(PAIRS)], [f"r{i}" for i in range(PAIRS)]
     token = cluster.scheduler.admin_token
     rng = random.Random(seed)
     ledger, log = Ledger(), Timeline()
@@ -230,9 +261,16 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
                 await universe.create_world(counter_doc, counter_wasm, world)
             for world in timers:
                 await universe.create_world(timer_doc, timer_wasm, world)
+            for i, (sender, receiver) in enumerate(zip(senders, receivers)):
+                placed, _ = await universe.create_world(portal_manifest(), None, sender)
+                there, _ = await universe.create_world(portal_manifest(), None, receiver)
+                apart = HOSTS[(HOSTS.index(placed["hostId"]) + 1 + i % 2) % 3]
+                if there["hostId"] != apart:  # cross-host from the start (the kills mix them later)
+                    await s.scheduler.move("u", receiver, apart)
+            await until(lambda: _settled(s), what="every world running")
 
             stop = asyncio.Event()
-            groups = [[*counters[i::3], *timers[i::3]] for i in range(3)]
+            groups = [[*counters[i::3], *timers[i::3], *senders[i::3]] for i in range(3)]
             writers = [asyncio.ensure_future(writer(cluster, token, g, ledger, stop)) for g in groups]
             settled = asyncio.Event()
             supervisor = asyncio.ensure_future(supervise(cluster, log, settled))
@@ -252,14 +290,18 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
 
             # every world serves: a send and a read through a fresh introduction
             found: dict[str, Any] = {}
-            for world in counters + timers:
+            for world in counters + timers + senders + receivers:
                 handle = s.follow("u", world, timeout=60)
                 schema, value, ident = event_for(world, 10_000)
                 ledger.acked[world].append((await handle.send(schema, value), ident))
                 if world.startswith("t"):  # every timer fires (the longest is 2.7 s)
                     await until(lambda h=handle: _all_fired(h), what=f"{world}'s timers firing")
-                found[world] = (await whole_journal(handle),
-                                await handle.state("demo/hello-timer@1" if world.startswith("t") else "demo/counter@1"))
+                if world.startswith("s"):  # every message is sent (its receipt is in)
+                    await until(lambda h=handle: _all_sent(h), what=f"{world}'s messages going out")
+                if world.startswith("r"):  # and arrives
+                    sent = {i for _, i in ledger.acked["s" + world[1:]]}
+                    await until(lambda h=handle, w=sent: _has_ids(h, w), what=f"{world}'s messages arriving")
+                found[world] = (await whole_journal(handle), await handle.state(STATE[world[0]]))
             log.note("every world served")
             return found
 
@@ -278,6 +320,15 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
     for world, (records, state) in found.items():
         events = [r for r in records if r.kind == "event"]
         idents = [r.value.get("key") if world.startswith("t") else r.value.get("id") for r in events]
+        if world.startswith("r"):  # each message an acknowledged event sent is here once (never twice)
+            sender = "s" + world[1:]
+            sent = {i for _, i in ledger.acked[sender]}
+            messages = [i for i in idents if i.startswith(sender)]
+            assert sent <= set(messages), f"{context}: {world} lost messages {sorted(sent - set(messages))[:5]}"
+            assert len(messages) == len(set(messages)), f"{context}: {world} got a message twice"
+            assert set(messages) <= sent | set(ledger.unknown[sender])
+            idents = [i for i in idents if not i.startswith(sender)]
+            assert state["n"] == len(events), f"{context}: {world} {state}"
         # every acknowledged event is journaled where its seq said, once
         for seq, ident in ledger.acked[world]:
             record = records[seq]
@@ -293,7 +344,10 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
         if world.startswith("t"):
             assert state == {"started": len(events), "fired": len(events)}, f"{context}: {world} {state}"
             assert len(intents) == len(events)
-        else:
+        elif world.startswith("s"):
+            assert len(intents) == len(events) and state["n"] == len(events) + len(receipts)
+            assert all(r[:2] == [PORTAL, "ok"] for r in state["receipts"]), f"{context}: {world} {state}"
+        elif world.startswith("c"):
             assert state == {"count": len(events)}, f"{context}: {world} {state}"
     assert sum(len(v) for v in ledger.acked.values()) > 5 * len(found), f"{context}: too little load to prove much"
 
@@ -319,6 +373,17 @@ async def _list_worlds(s: SchedulerSession) -> list[dict[str, Any]]:
 
 async def _hosts(s: SchedulerSession, n: int) -> bool:
     return len((await s.scheduler.status())["hosts"]) == n
+
+
+async def _all_sent(handle: Any) -> bool:
+    records = await whole_journal(handle)
+    intents = {r.intent_hash for r in records if r.kind == "effect_intent"}
+    return intents <= {r.intent_hash for r in records if r.kind == "receipt"}
+
+
+async def _has_ids(handle: Any, ids: set[str]) -> bool:
+    records = await whole_journal(handle)
+    return ids <= {r.value.get("id") for r in records if r.kind == "event"}
 
 
 async def _all_fired(handle: Any) -> bool:
