@@ -2,6 +2,7 @@
 
 One ``judge`` request at a time (others queue), on the judge's own clone:
 
+0. at ``init``, the baseline of the base commit, while the workers work;
 1. reset to the job's base commit and apply the integration so far (``prepare``);
 2. if it has not yet seen this integration: run every scenario on it (the *baseline*; the
    scenarios of one run go out together, so they must not depend on each other);
@@ -63,6 +64,10 @@ class _Judge(Step):
                            "baseline_version": -1, "pending": {}, "judged": 0}
                 self.audit("ready", scenarios=len(self.cfg["scenarios"]),
                            holdouts=sum(1 for s in self.cfg["scenarios"] if s["holdout"]))
+                # the base's baseline while the workers work, so the first change waits only for its own checks
+                self.st["queue"].append({"baseline_only": True, "task": "", "attempt": 0, "title": "", "base": [],
+                                         "description": "", "reply_to": ""})
+                self.next()
             return
         if self.st is None:
             return
@@ -99,6 +104,10 @@ class _Judge(Step):
         phase = purpose if isinstance(purpose, str) else purpose[0]
         if phase == "prepare":
             res = exec_result(r)
+            if res["exit_code"] != 0 and cur.get("baseline_only"):
+                self.audit("baseline_failed", error=tail(res["error"] + " " + res["stderr"], 500))
+                st["cur"] = None
+                return self.next()
             if res["exit_code"] != 0:
                 return self.verdict(False, f"the integration does not apply on the base: {tail(res['stderr'], 500)}",
                                     [], None)
@@ -117,6 +126,9 @@ class _Judge(Step):
                 st["baseline"], st["baseline_version"] = cur["results"], len(cur["base"])
                 self.audit("baseline", integration=len(cur["base"]),
                            passing=[x["name"] for x in cur["results"] if x["passed"]])
+                if cur.get("baseline_only"):
+                    st["cur"] = None
+                    return self.next()
                 return self.apply_candidate()
             return self.ask_llm()
         if phase == "apply":

@@ -192,8 +192,9 @@ def test_the_judge_rejects_a_regression_and_says_which_check_broke():
         h.receipt(i, "ok" if code == 0 else "error", payload if code == 0 else {"error": "exit_status", **payload})
 
     settle("prepare", 0)
-    settle("check-vis", 0, "ok\n")  # the baseline: both pass
+    settle("check-vis", 0, "ok\n")  # the baseline, made at init: both pass
     settle("check-hid", 0)
+    settle("prepare", 0)  # the change: on the same integration, so the baseline stands
     settle("apply", 0)
     settle("check-hid", 1)  # the change breaks both
     settle("check-vis", 1, "boom")
