@@ -242,6 +242,7 @@ async def _leading(cluster: LocalCluster) -> SchedulerProcess | None:
         return None
 
 
+@pytest.mark.timeout(300)  # ~30 s on a quiet 2-core machine; a busy one (other suites running) doubles it
 def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalCluster, seed: int) -> None:
     counter_doc, counter_wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
     timer_doc, timer_wasm = read_bundle(os.path.join(EXAMPLES, "hello-timer"))
