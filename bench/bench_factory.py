@@ -14,8 +14,8 @@ role: each worker session is two LLM calls (write the file, say done), as is eac
 
 ``factory.overhead_per_task`` is (serial factory - sequential agent runs) / tasks: what the planning,
 judging, governing and remembering cost per task. Rounds alternate factory and baseline so a busy
-machine slows both alike. Run with ``.venv/bin/python -m pytest bench/bench_factory.py -q``;
-``AOS_BENCH_SCALE=2`` runs two rounds.
+machine slows both alike (and the two factory runs swap places each round). Run with
+``.venv/bin/python -m pytest bench/bench_factory.py -q``; ``AOS_BENCH_SCALE=3`` runs three rounds (medians).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def test_factory_job_vs_agent_runs(benchmark: Any, figures: Figures) -> None:
             root = Path(tmp)
             factory = Factory(root, FactoryModel())
             try:
-                for workers, key in ((2, "parallel"), (1, "serial")):
+                runs = [(2, "parallel"), (1, "serial")]
+                for workers, key in runs if i % 2 == 0 else runs[::-1]:  # who goes first alternates
                     sub = root / key
                     sub.mkdir()
                     repo = make_repo(sub)
