@@ -315,7 +315,11 @@ def ls(args: argparse.Namespace) -> int:
     from aos.agents.factory.runner import UNIVERSE
 
     data = os.path.realpath(args.data or factory_data_dir())
-    jobs = sorted(w[: -len(".planner")] for w in _world_ids(data, UNIVERSE) if w.endswith(".planner"))
+    try:
+        ids = _world_ids(data, UNIVERSE)
+    except UnknownWorld:
+        ids = []  # no job ran here yet
+    jobs = sorted(w[: -len(".planner")] for w in ids if w.endswith(".planner"))
     rows = []
     for job in jobs:
         s = summary(collect(read_job(data, job, verify=False)))
