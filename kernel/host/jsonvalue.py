@@ -57,9 +57,16 @@ def _constant(text: str) -> Any:
     raise InvalidArgument("world values have no floats; use integers or text")
 
 
+# one decoder for every call: json.loads with hooks builds a decoder and its scanner each time, which
+# cost as much as the parse (json.loads shares its own default decoder the same way)
+_DECODER = json.JSONDecoder(object_hook=_object, parse_float=_number, parse_constant=_constant)
+
+
 def loads(text: str, what: str = "value") -> Any:
     """``from_jsonable(json.loads(text))``, with the conversions done by the parser's hooks (no second walk)."""
     try:
+        if type(text) is str and not text.startswith("\ufeff"):  # json.loads refuses a BOM before decoding
+            return _DECODER.decode(text)
         return json.loads(text, object_hook=_object, parse_float=_number, parse_constant=_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
