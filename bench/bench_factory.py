@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from benchlib import Figures, Target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "factory"))
@@ -43,6 +44,7 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t
 
 
+@pytest.mark.timeout(1200)
 def test_factory_job_vs_agent_runs(benchmark: Any, figures: Figures) -> None:
     out: dict[str, list[float]] = {"parallel": [], "serial": [], "agents": []}
 
