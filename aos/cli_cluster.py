@@ -302,8 +302,8 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _session(args: argparse.Namespace) -> Any:
     """A SchedulerSession from --connect/--token-file (or $AOS_CONNECT/$AOS_TOKEN_FILE), else cluster.json."""
-    from aos.cli_connect import read_token
-    from aos.kernel.scheduler.client import SchedulerSession
+    from aos.cli_connect import TLS_HELP, read_token, tls_options
+    from aos.kernel.scheduler.client import SchedulerSession, scheduler_addresses
 
     address = args.connect or os.environ.get("AOS_CONNECT")
     token_file = args.token_file or os.environ.get("AOS_TOKEN_FILE")
@@ -316,7 +316,13 @@ async def _session(args: argparse.Namespace) -> Any:
         token_file = token_file or leader["token"]
     if not token_file:
         raise InvalidArgument("--token-file FILE: a token of the scheduler at " + address)
-    return await SchedulerSession.open(address, read_token(token_file, True))
+    tls = tls_options(args)
+    try:
+        return await SchedulerSession.open(address, read_token(token_file, True), tls=tls)
+    except KernelUnavailable as exc:
+        if tls is None and any(a.startswith("tcp:") for a in scheduler_addresses(address)):
+            raise KernelUnavailable(f"{exc} (if that scheduler speaks TLS, pass --tls-ca PEM; {TLS_HELP})") from None
+        raise
 
 
 def _universe_of(args: argparse.Namespace, world: str = "") -> tuple[str, str]:
@@ -368,13 +374,14 @@ async def _scheduled(args: argparse.Namespace, session: Any) -> Any:
 
 async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> Any:
     """``aos world ...`` when the token restored a Scheduler or Universe capability (cli.py hands over)."""
-    from aos.cli_connect import addresses_of, read_token
+    from aos.cli_connect import addresses_of, read_token, tls_options
     from aos.kernel.scheduler.client import SchedulerSession, _restore
 
     token = read_token(args.token_file or os.environ.get("AOS_TOKEN_FILE") or "", True)
     # every scheduler address given, so a call that finds this one gone (or a standby) turns to the others
     others = [a for a in addresses_of(args) if a != conn.address]
-    session = SchedulerSession(conn, await _restore(conn, token), token, [conn.address, *others])
+    session = SchedulerSession(conn, await _restore(conn, token), token, [conn.address, *others],
+                               tls=tls_options(args))
     try:
         result = await _scheduled(args, session)
     finally:

@@ -144,6 +144,14 @@ class TlsOptions:
             raise InvalidArgument(f"TLS CA file {self.ca_file}: {exc.strerror or exc}") from None
 
 
+def host_tls(address: str, tls: TlsOptions | None) -> TlsOptions | None:
+    """How to reach a host by the address it advertises: TLS, trusting ``tls``'s CA (the name is the
+    address's own), for a ``tls:`` address; plain for any other, whatever ``tls`` says."""
+    if not address.startswith("tls:"):
+        return None
+    return TlsOptions(tls.ca_file) if tls is not None else None
+
+
 class Connection:
     """One Cap'n Proto connection to a kernel, starting at its Gateway."""
 

@@ -35,3 +35,21 @@ def check_listener_files(cert: str | None, key: str | None) -> None:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
         raise InvalidArgument(f"--tls-cert {cert} / --tls-key {key}: not a usable PEM "
                               f"certificate and key ({reason})") from None
+
+
+def trusted_ca(option: str | None) -> str:
+    """The CA file a daemon trusts for its outgoing TLS connections (``--tls-ca``, else ``$AOS_TLS_CA``,
+    else "": the system's CAs). Its own listener's certificate does not enter into it."""
+    return option if option is not None else os.environ.get("AOS_TLS_CA", "")
+
+
+def check_trusted_ca(path: str) -> None:
+    """Refuse a ``--tls-ca`` that is missing or holds no PEM certificate, before anything starts."""
+    if not path:
+        return
+    if not os.path.isfile(path):
+        raise InvalidArgument(f"--tls-ca {path}: no such file")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        raise InvalidArgument(f"--tls-ca {path}: not a PEM certificate ({exc.reason or exc})") from None

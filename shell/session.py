@@ -87,14 +87,14 @@ class Session:
     async def _open(self) -> None:
         addresses = scheduler_addresses(self.target.address)
         if len(addresses) > 1:  # only a cluster has several addresses: its schedulers
-            self.cluster = await SchedulerSession.open(addresses, self._token())
+            self.cluster = await SchedulerSession.open(addresses, self._token(), tls=self.target.tls)
             self.conn = self.cluster.conn
             return
         conn = await Connection.open(self.target.address, tls=self.target.tls)
         try:
             cap, info = await conn.restore_with_info(self._token())
             if info.kind in ("scheduler", "universe"):
-                self.cluster = SchedulerSession(conn, cap, self._token(), addresses)
+                self.cluster = SchedulerSession(conn, cap, self._token(), addresses, tls=self.target.tls)
                 if info.kind == "universe":
                     self.universe = str(info.universe)
                 self.conn = conn

@@ -60,7 +60,8 @@ class AgentConfig:
     capacity: total world load this host takes; labels: ``k=v`` a world may require;
     advertise: the address clients and the scheduler use ("" = the first TCP listener, else the first);
     host_id: "" = the storage host id, else the one kept in the data directory;
-    drain_on_stop: seconds a stopping host waits for its worlds to be handed to other hosts."""
+    drain_on_stop: seconds a stopping host waits for its worlds to be handed to other hosts;
+    tls_ca: the CA file trusted for ``tls:`` schedulers and peer hosts ("" = the system's CAs)."""
 
     scheduler: str
     token_file: str
@@ -69,13 +70,17 @@ class AgentConfig:
     advertise: str = ""
     host_id: str = ""
     drain_on_stop: float = 0.0
+    tls_ca: str = ""
 
 
 def add_options(parser: Any) -> None:
     """``aos-kernel``'s cluster options."""
     parser.add_argument("--scheduler", metavar="ADDR", action="append",
-                        help="join the cluster of the aos-scheduler at ADDR (tcp:HOST:PORT or unix:PATH); "
-                             "several (comma-separated or repeated): whichever leads")
+                        help="join the cluster of the aos-scheduler at ADDR (tcp:HOST:PORT, tls:HOST:PORT or "
+                             "unix:PATH); several (comma-separated or repeated): whichever leads")
+    parser.add_argument("--tls-ca", metavar="PEM", default=None,
+                        help="CA to trust for this kernel's own TLS connections: to a tls: scheduler and to other "
+                             "hosts that listen with TLS, for portal mail (default: $AOS_TLS_CA, else the system's)")
     parser.add_argument("--scheduler-token", metavar="FILE",
                         help="a token for that scheduler (default: $AOS_SCHEDULER_TOKEN_FILE)")
     parser.add_argument("--capacity", type=float, default=100.0,
@@ -94,8 +99,8 @@ def config_from(args: Any) -> AgentConfig | None:
     from aos.errors import InvalidArgument
 
     if not args.scheduler:
-        if args.label or args.advertise or args.scheduler_token:
-            raise InvalidArgument("--label, --advertise and --scheduler-token go with --scheduler ADDR")
+        if args.label or args.advertise or args.scheduler_token or args.tls_ca:
+            raise InvalidArgument("--label, --advertise, --scheduler-token and --tls-ca go with --scheduler ADDR")
         return None
     token = args.scheduler_token or os.environ.get("AOS_SCHEDULER_TOKEN_FILE", "")
     if not token:
@@ -107,10 +112,13 @@ def config_from(args: Any) -> AgentConfig | None:
     if args.drain_on_stop < 0:
         raise InvalidArgument(f"--drain-on-stop {args.drain_on_stop:g}: use 0 or more seconds")
     from aos.kernel.scheduler.client import scheduler_addresses
+    from aos.kernel.tls import check_trusted_ca, trusted_ca
 
+    tls_ca = trusted_ca(args.tls_ca)
+    check_trusted_ca(tls_ca)
     return AgentConfig(",".join(scheduler_addresses(args.scheduler)), token, args.capacity,
                        parse_labels(args.label), args.advertise,
-                       drain_on_stop=args.drain_on_stop)
+                       drain_on_stop=args.drain_on_stop, tls_ca=tls_ca)
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -180,6 +188,7 @@ class HostAgent:
         from aos.kernel.scheduler.portal import PortalRoutes
 
         self.portal = PortalRoutes(self.host_id)
+        self.portal.links.tls_ca = config.tls_ca
         if hasattr(self.services.worlds, "cluster"):
             self.services.worlds.cluster = self.portal
 
@@ -234,7 +243,11 @@ class HostAgent:
         advert = {"hostId": self.host_id, "address": self.address, "capacity": self.config.capacity,
                   "labels": [{"key": k, "value": v} for k, v in sorted(self.config.labels.items())],
                   "storage": self.storage_url, "health": self.server.health.address if self.server.health else ""}
-        session = await SchedulerSession.open(self.config.scheduler, token)
+        from aos.kernel.client import TlsOptions
+
+        # schedulers given as tls:HOST:PORT: every one is reached over TLS, trusting --tls-ca
+        tls = TlsOptions(self.config.tls_ca) if "tls:" in self.config.scheduler else None
+        session = await SchedulerSession.open(self.config.scheduler, token, tls=tls)
         try:
             kernel_token = await self._kernel_token()
             return await session.on_leader(lambda s: s.scheduler.join(advert, kernel_token))

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import aos.kernel.scheduler.errors  # noqa: F401  (registers the scheduler's error codes)
 from aos.errors import KernelUnavailable, PermissionDenied
-from aos.kernel.client import _FACADES, Connection, RemoteCap, WorldClient, call
+from aos.kernel.client import _FACADES, Connection, RemoteCap, TlsOptions, WorldClient, call, host_tls
 from aos.kernel.scheduler.errors import NotLeader
 from aos.schemas import scheduler_capnp
 
@@ -121,12 +121,13 @@ def scheduler_addresses(spec: str | Sequence[str]) -> list[str]:
     return found
 
 
-async def _connect_any(addresses: Sequence[str], token: str) -> tuple[Connection, RemoteCap]:
-    """The first of ``addresses`` that answers, with ``token`` restored on it."""
+async def _connect_any(addresses: Sequence[str], token: str,
+                       tls: TlsOptions | None = None) -> tuple[Connection, RemoteCap]:
+    """The first of ``addresses`` that answers, with ``token`` restored on it (over TLS with ``tls``)."""
     failure: KernelUnavailable | None = None
     for address in addresses:
         try:
-            conn = await Connection.open(address)
+            conn = await Connection.open(address, tls=tls)
         except KernelUnavailable as exc:
             failure = exc
             continue
@@ -145,22 +146,30 @@ async def _connect_any(addresses: Sequence[str], token: str) -> tuple[Connection
 
 
 class SchedulerSession:
-    """A connection to a scheduler holding one restored capability, that follows the leader."""
+    """A connection to a scheduler holding one restored capability, that follows the leader.
+
+    ``tls``: every scheduler connection (the first, and each to another scheduler) speaks TLS
+    checked with these options (``tls:`` addresses speak TLS without them, trusting the system's
+    CAs). Hosts are reached the way each advertises itself: ``tls:HOST:PORT`` (a host kernel with
+    ``--tls-cert``) over TLS trusting the same CA file, checking the host's own name; ``tcp:`` plain.
+    """
 
     def __init__(self, conn: Connection, cap: RemoteCap, token: str, addresses: Sequence[str] = (),
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, tls: TlsOptions | None = None) -> None:
         self.conn = conn
         self.cap = cap
         self.token = token
         self.addresses = list(addresses) or [conn.address]
         self.timeout = timeout  # how long on_leader waits for a scheduler to lead again
+        self.tls = tls
         self._hosts: dict[str, Connection] = {}
 
     @classmethod
-    async def open(cls, address: str | Sequence[str], token: str, timeout: float = 30.0) -> SchedulerSession:
+    async def open(cls, address: str | Sequence[str], token: str, timeout: float = 30.0,
+                   tls: TlsOptions | None = None) -> SchedulerSession:
         addresses = scheduler_addresses(address)
-        conn, cap = await _connect_any(addresses, token)
-        return cls(conn, cap, token, addresses, timeout)
+        conn, cap = await _connect_any(addresses, token, tls)
+        return cls(conn, cap, token, addresses, timeout, tls)
 
     async def _reconnect(self, address: str | None = None) -> None:
         """Talk to ``address`` (the leader a standby named), else to whichever of ours answers."""
@@ -169,7 +178,7 @@ class SchedulerSession:
         # the one we lost goes last: it is the likeliest to be dead
         order += [a for a in self.addresses if a != self.conn.address and a not in order]
         order += [a for a in [self.conn.address] if a not in order]
-        self.conn, self.cap = await _connect_any(order, self.token)
+        self.conn, self.cap = await _connect_any(order, self.token, self.tls)
 
     @property
     def scheduler(self) -> SchedulerClient:
@@ -227,7 +236,8 @@ class SchedulerSession:
         intro = await self.on_leader(introduce)
         conn = self._hosts.get(intro["address"])
         if conn is None:
-            conn = self._hosts[intro["address"]] = await Connection.open(intro["address"])
+            address = intro["address"]
+            conn = self._hosts[address] = await Connection.open(address, tls=host_tls(address, self.tls))
         cap, info = await conn.restore(intro["token"])
         if info.kind != "world":
             raise PermissionDenied(f"the introduction's token is for a {info.kind}, not a world")

@@ -38,7 +38,7 @@ from aos.kernel.scheduler.layout import DEFAULT_SLOTS, ClusterConfig, LeaderReco
 from aos.kernel.scheduler.service import SchedulerConfig, SchedulerServices
 from aos.kernel.scheduler.view import ClusterView
 from aos.kernel.server import Address, parse_address
-from aos.kernel.tls import check_listener_files, listener_context
+from aos.kernel.tls import check_listener_files, check_trusted_ca, listener_context, trusted_ca
 
 RECONCILE_SHARE = 0.2  # of the leader's time, at most, for placement rounds under a stream of changes
 log = logging.getLogger("aos.scheduler")
@@ -327,7 +327,7 @@ def check(args: argparse.Namespace) -> None:
     parse_etcd_url(args.etcd)
     parse_address(args.listen)
     check_listener_files(args.tls_cert, args.tls_key)
-    check_trusted_ca(tls_ca_of(args))
+    check_trusted_ca(trusted_ca(args.tls_ca))
     if not 2 <= args.lease_ttl <= 600:
         raise InvalidArgument(f"--lease-ttl {args.lease_ttl}: use 2 to 600 seconds")
     if args.admin_token and not os.path.isfile(args.admin_token):
@@ -344,7 +344,7 @@ async def run(args: argparse.Namespace) -> int:
     check(args)
     data = os.path.abspath(args.data or os.path.join(os.path.expanduser("~"), ".local", "share", "aos", "scheduler"))
     config = SchedulerConfig(data, args.etcd, args.listen, args.lease_ttl, not args.no_rebalance,
-                             tls_cert=args.tls_cert or "", tls_key=args.tls_key or "", tls_ca=tls_ca_of(args))
+                             tls_cert=args.tls_cert or "", tls_key=args.tls_key or "", tls_ca=trusted_ca(args.tls_ca))
     server = SchedulerServer(config, args.slots)
     server.adopt_token = os.path.abspath(args.admin_token) if args.admin_token else ""
     loop = asyncio.get_running_loop()

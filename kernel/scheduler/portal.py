@@ -95,16 +95,18 @@ class HostKernels:
     def __init__(self) -> None:
         self._links: dict[str, tuple[str, str, Any, Any]] = {}  # host -> (address, token, conn, kernel)
         self._locks: dict[str, asyncio.Lock] = {}
+        self.tls_ca = ""  # trusted for peers that advertise tls: (aos-kernel --tls-ca); "" = the system's CAs
 
     async def kernel(self, host: str, address: str, token: str) -> Any:
-        from aos.kernel.client import Connection
+        from aos.kernel.client import Connection, TlsOptions, host_tls
 
         async with self._locks.setdefault(host, asyncio.Lock()):  # one connection per host, not one per sender
             link = self._links.get(host)
             if link is not None and link[0] == address and link[1] == token:
                 return link[3]
             self.forget(host)
-            conn = await asyncio.wait_for(Connection.open(address), CALL_TIMEOUT)
+            conn = await asyncio.wait_for(Connection.open(address, tls=host_tls(address, TlsOptions(self.tls_ca))),
+                                          CALL_TIMEOUT)
             try:
                 kernel = await asyncio.wait_for(conn.restore_kernel(token), CALL_TIMEOUT)
             except BaseException:

@@ -88,7 +88,7 @@ class SchedulerImpl(HeldImpl, scheduler_capnp.Scheduler.Server):  # type: ignore
         # prove the address and token reach that host's kernel now, so a wrong one is this call's error
         from aos.kernel.scheduler.service import HostLinks
 
-        links = HostLinks()
+        links = HostLinks(self.services.config.tls_ca)
         try:
             await links.kernel(record, kernelToken)
         finally:

@@ -221,6 +221,7 @@ class LocalCluster:
     lease_ttl: int = 2
     capacity: float = 100.0
     host_args: list[list[str]] = field(default_factory=list)
+    scheduler_args: list[str] = field(default_factory=list)  # every scheduler's extra options (--tls-cert ...)
     etcd: EtcdProcess | None = None
     etcd_url: str = ""
     scheduler_procs: list[SchedulerProcess] = field(default_factory=list)
@@ -234,7 +235,8 @@ class LocalCluster:
             self.etcd_url = self.etcd.url
         for i in range(self.schedulers):
             proc = SchedulerProcess(os.path.join(self.root, f"scheduler{i}"), self.etcd_url,
-                                    extra_args=["--lease-ttl", str(self.lease_ttl)], env=self.env)
+                                    extra_args=["--lease-ttl", str(self.lease_ttl), *self.scheduler_args],
+                                    env=self.env)
             self.scheduler_procs.append(proc.start())
         self.scheduler_procs[0].wait_leading()
         for i in range(self.hosts):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from aos.testing import KernelProcess
+from aos.testing import KernelProcess, self_signed_certificate
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "clients.md"
@@ -31,12 +31,8 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1, as docs/clients.md makes one."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed (apt-get install openssl)")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    return Path(cert), Path(key)
 
 
 @pytest.fixture
