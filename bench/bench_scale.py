@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python -m pytest bench/bench_scale.py -q -s`` (a few minutes;
 ``AOS_BENCH_SCALE=0.1`` makes it 100 x 10). Real processes on 127.0.0.1:
-Debian's etcd, a moto S3 server, one ``aos-scheduler`` and three ``aos-kernel``
-hosts on shared storage (``--idle-seconds 3``, so idle worlds hibernate).
+Debian's etcd, one ``aos-scheduler`` and three ``aos-kernel`` hosts on shared
+storage (``file://`` by default, ``AOS_BENCH_SCALE_STORAGE=s3`` for a moto S3
+server; ``--idle-seconds 3``, so idle worlds hibernate).
 
 Figures:
 
@@ -12,7 +13,7 @@ Figures:
   ``scale.etcd.put``: one etcd put per call, same concurrency (puts/s).
 - ``scale.create``: ``Universe.createWorld`` of every world (placed, recorded
   in etcd in one transaction with its universe's count, created on its host
-  with its head claimed in S3), worlds/s, as a ratio to ``scale.rpc``.
+  with its head claimed in shared storage), worlds/s, as a ratio to ``scale.rpc``.
 - ``scale.etcd.keys``: the keys the cluster holds in etcd afterwards, by prefix.
 - ``scale.rss.*``: VmRSS of each host kernel (and the scheduler) with every world
   hibernated, and with 10 worlds of each universe (1,000) awake.
@@ -233,7 +234,7 @@ def test_ten_thousand_worlds_on_three_hosts(figures: Figures, scale_cluster: tup
     create_rate = total / out["create_s"]
     figures.record("scale.rpc", "Universe.info, 32 in flight over 4 sessions", out["rpc"], "calls/s")
     figures.record("scale.etcd.put", "etcd put, 32 in flight over 4 clients", out["put"], "puts/s")
-    figures.record("scale.create", f"createWorld x {total} ({UNIVERSES} universes) on 3 hosts on S3", create_rate,
+    figures.record("scale.create", f"createWorld x {total} ({UNIVERSES} universes) on 3 hosts on {STORAGE} storage", create_rate,
                    "worlds/s", baseline="scale.rpc", note=f"{out['create_s']:.0f} s; per host {per_host}")
     figures.record("scale.etcd.keys", f"etcd keys for {total} worlds", sum(keys.values()), "keys",
                    note=f"{key_bytes / 1024:.0f} KiB; {keys}")
