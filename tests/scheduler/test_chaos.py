@@ -340,8 +340,12 @@ def test_kills_of_hosts_and_the_leader_lose_nothing_acknowledged(cluster: LocalC
         # no effect settled twice
         intents = {r.intent_hash for r in records if r.kind == "effect_intent"}
         receipts = collections.Counter(r.intent_hash for r in records if r.kind == "receipt")
+        open_at = [(i, r.intent_hash[7:15]) for i, r in enumerate(records)
+                   if r.kind == "effect_intent" and r.intent_hash not in receipts]
         assert set(receipts) == intents and all(n == 1 for n in receipts.values()), \
-            f"{context}: {world} settled an effect twice or not at all: {receipts}"
+            f"{context}: {world} settled an effect twice or not at all: open {open_at}, of {len(records)} " \
+            f"records, state {state}, twice {[h for h, n in receipts.items() if n > 1]}, " \
+            f"tail {[(r.kind, getattr(r, 'intent_hash', '')[7:15]) for r in records[-12:]]}"
         if world.startswith("t"):
             assert state == {"started": len(events), "fired": len(events)}, f"{context}: {world} {state}"
             assert len(intents) == len(events)
