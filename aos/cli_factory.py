@@ -249,40 +249,10 @@ async def _interrupt(admin: Any, job: str, universe: str) -> None:
 # --- reading journals ---------------------------------------------------------------------------------
 
 
-def _world_ids(data: str, universe: str) -> list[str]:
-    from aos.kernel.names import key
-    from aos.kernel.store import KernelStore
-
-    path = os.path.join(data, "db")
-    if not os.path.isdir(path):
-        raise UnknownWorld(f"no factory data in {data}: run a job first (aos factory run JOB)")
-    store = KernelStore(path, read_only=True)
-    try:
-        prefix = key(universe)
-        return [k[len(prefix):-1].decode() for k, _ in store.scan("worlds", prefix)]
-    finally:
-        store.close()
-
-
 def read_job(data: str, job: str, verify: bool = True) -> dict[str, list[Any]]:
-    """The decoded journals of a job's worlds, each replayed through a fresh world first (``verify``)."""
-    from aos.agents.factory.runner import UNIVERSE
-    from aos.kernel.host.offline import read_world
-    from aos.kernel.world import World, decode_record, load_runtimes, parse_manifest
-    from aos.kernel.world import replay as replay_journal
+    from aos.agents.factory.status import read_offline
 
-    ids = [w for w in _world_ids(data, UNIVERSE) if w.startswith(job + ".")]
-    if not ids:
-        raise UnknownWorld(f"no job {job!r} in {data} (aos factory ls lists the jobs)")
-    out = {}
-    for wid in ids:
-        offline = read_world(data, UNIVERSE, wid)
-        records = [decode_record(r) for r in offline.records]
-        if verify:
-            manifest = parse_manifest(offline.manifest)
-            replay_journal(World(manifest, load_runtimes(manifest, {}), wid), records)
-        out[wid] = records
-    return out
+    return read_offline(data, job, verify)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -311,20 +281,16 @@ def status(args: argparse.Namespace) -> int:
 
 
 def ls(args: argparse.Namespace) -> int:
-    from aos.agents.factory.explain import collect, summary
+    from aos.agents.factory.explain import collect
     from aos.agents.factory.runner import UNIVERSE
+    from aos.agents.factory.status import job_ids, ls_row, offline_world_ids
 
     data = os.path.realpath(args.data or factory_data_dir())
     try:
-        ids = _world_ids(data, UNIVERSE)
+        ids = offline_world_ids(data, UNIVERSE)
     except UnknownWorld:
         ids = []  # no job ran here yet
-    jobs = sorted(w[: -len(".planner")] for w in ids if w.endswith(".planner"))
-    rows = []
-    for job in jobs:
-        s = summary(collect(read_job(data, job, verify=False)))
-        rows.append({"job": job, "status": s["status"], "reason": s["reason"], "tasks": len(s["tasks"]),
-                     "tokens": s["tokens"]})
+    rows = [ls_row(job, collect(read_job(data, job, verify=False))) for job in job_ids(ids)]
     if args.json:
         from aos.cli import dump_json
 
