@@ -177,3 +177,30 @@ def test_a_kernel_checks_its_tls_ca_for_the_cluster(certs: dict[str, str], tmp_p
     assert check("--scheduler", "tls:127.0.0.1:1", "--scheduler-token", str(token),
                  "--tls-ca", "/nonexistent.pem") == "--tls-ca /nonexistent.pem: no such file"
     assert "--tls-ca" in check("--tls-ca", certs["cert"])  # outgoing TLS exists only in a cluster
+
+
+def test_portal_mail_between_tls_hosts(cluster: LocalCluster, certs: dict[str, str]) -> None:
+    """A world on one TLS host sends portal mail to a world on the other: the sending host reaches its
+    peer at the tls: address the peer advertises, trusting --tls-ca, and each message arrives once."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_portal_cross_host import SCRIPT, manifest, received, sends, until
+
+    ids = ["t0", "t1", "t2"]
+
+    async def main() -> Any:
+        async with await SchedulerSession.open(cluster.addresses, cluster.scheduler.admin_token,
+                                               tls=TlsOptions(certs["cert"])) as s:
+            first, second = sorted(h["hostId"] for h in (await s.scheduler.status())["hosts"])
+            await s.scheduler.create_universe("mail")
+            mail = await s.universe("mail")
+            await mail.create_world(manifest(), None, "s", pin=first)
+            await mail.create_world(manifest(), None, "r", pin=second)
+            await (await s.open_world("mail", "s")).send(SCRIPT, sends("r", ids))
+
+            async def arrived() -> Any:
+                got = await received(s, "mail")
+                return got if set(got) >= set(ids) else None
+
+            return await until(arrived, timeout=30.0)
+
+    assert run(main()) == {i: 1 for i in ids}
