@@ -41,6 +41,7 @@ log = logging.getLogger("aos.kernel.world")
 
 BATCH = 256
 MAX_COMMITS_IN_FLIGHT = 8
+_NOT_JOURNALED = -1  # an answer's offset for an input consumed without a journal record
 EPOCH = 1  # single-host kernel; the scheduler issue brings real epochs
 
 
@@ -173,6 +174,12 @@ class WorldDriver:
                 if self.world.paused and isinstance(item.record, (EventRecord, ReceiptRecord)):
                     self._held.append(item)  # its sender waits; a resume applies it
                     continue
+                if isinstance(item.record, ReceiptRecord) and self._settled(item.record):
+                    # a second copy of a receipt (two inbox copies of one timer firing, say) passed the check
+                    # in deliver_receipt before the first was applied: consume its mail, journal nothing
+                    ops.extend(item.extra_ops)
+                    answers.append((item, _NOT_JOURNALED, ""))
+                    continue
                 resumes = isinstance(item.record, ControlRecord) and item.record.op == "resume" and self.world.paused
                 if resumes:  # what was held goes before whatever came after the resume in this batch
                     self._inbox.extendleft(reversed([*self._held, *batch[i + 1:]]))
@@ -187,8 +194,14 @@ class WorldDriver:
                 intents.extend(result.intents)
                 if resumes:
                     break
-            if not blobs:  # everything in it was held
-                self._slots.release()
+            if not blobs:  # everything in it was held, or duplicate receipts whose mail is consumed
+                if ops:
+                    durable = committer.enqueue(ops)
+                    task = asyncio.get_running_loop().create_task(self._finish(durable, self.next_seq, 0, answers, []))
+                    self._commits.add(task)
+                    task.add_done_callback(self._commits.discard)
+                else:
+                    self._slots.release()
                 continue
             first, journal_ops = journal.prepare_append(self.journal_universe, self.world_id, self.next_seq, EPOCH, blobs)
             self.next_seq += len(blobs)
@@ -212,7 +225,8 @@ class WorldDriver:
         self.host.services.journal.finish_append(self.journal_universe, self.world_id, first, count)
         self.last_active = time.monotonic()
         # a snapshot marker (hibernation, `world snapshot`) is no input: `world ls` must not show it as one
-        inputs = sum(1 for item, _, _ in answers if not isinstance(item.record, SnapshotRecord))
+        inputs = sum(1 for item, offset, _ in answers
+                     if not isinstance(item.record, SnapshotRecord) and offset != _NOT_JOURNALED)
         if inputs:
             self.stats.inputs += inputs
             self.stats.last_input_ms = time.time_ns() // 1_000_000
@@ -225,9 +239,14 @@ class WorldDriver:
             if rejected:
                 item.future.set_exception(WorldError(rejected))
             else:
-                item.future.set_result(first + offset)
+                item.future.set_result(-1 if offset == _NOT_JOURNALED else first + offset)
         for intent in intents:
             self.start_effect(intent)
+
+    def _settled(self, receipt: ReceiptRecord) -> bool:
+        """Is the receipt's intent settled (or unknown) by now, in apply order?"""
+        bad = self.world.check_receipt(receipt.intent_hash, receipt.status, receipt.payload)
+        return bad is not None and bad.path == "$.intent_hash"
 
     def _note(self, records: tuple[Record, ...]) -> None:
         for record in records:
