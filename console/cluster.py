@@ -37,8 +37,8 @@ _ELSEWHERE = (WorldMoved, InvalidToken, HostUnavailable)  # the world is not (or
 class SchedulerBackend(Backend):
     """``Backend`` for a scheduler token: the same world views, reached through introductions."""
 
-    def __init__(self, address: str, token: str) -> None:
-        super().__init__(address, token)
+    def __init__(self, address: str, token: str, tls: Any = None) -> None:
+        super().__init__(address, token, tls)
         self.session: SchedulerSession | None = None
 
     async def connect(self) -> CapInfo:
@@ -46,7 +46,7 @@ class SchedulerBackend(Backend):
             if self.session is not None:
                 assert self.info is not None
                 return self.info
-            session = await SchedulerSession.open(self.address, self._token)
+            session = await SchedulerSession.open(self.address, self._token, tls=self._tls)
             try:
                 info = await session.cap.info()
             except BaseException:
@@ -237,7 +237,7 @@ async def open_backend(address: str, token: str, tls: Any = None) -> Backend:
     """The backend for what ``token`` restores at ``address``: a kernel's, or a scheduler's (several scheduler
     addresses, ``A,B``, are a scheduler's: the session follows whichever leads)."""
     if "," in address:
-        scheduler = SchedulerBackend(address, token)
+        scheduler = SchedulerBackend(address, token, tls)
         await scheduler.connect()
         return scheduler
     backend = Backend(address, token, tls)
@@ -248,7 +248,7 @@ async def open_backend(address: str, token: str, tls: Any = None) -> Backend:
         if "scheduler" not in str(exc) and "universe" not in str(exc):
             raise
     backend.forget()
-    scheduler = SchedulerBackend(address, token)
+    scheduler = SchedulerBackend(address, token, tls)
     await scheduler.connect()
     return scheduler
 

@@ -204,3 +204,19 @@ def test_portal_mail_between_tls_hosts(cluster: LocalCluster, certs: dict[str, s
             return await until(arrived, timeout=30.0)
 
     assert run(main()) == {i: 1 for i in ids}
+
+
+def test_the_consoles_scheduler_backend_passes_tls_through(cluster: LocalCluster, certs: dict[str, str]) -> None:
+    """``aos console --connect tls:... --tls-ca`` (console/cli.py hands its TLS options to open_backend)."""
+    from aos.console.cluster import SchedulerBackend, open_backend
+
+    async def main() -> Any:
+        backend = await open_backend(cluster.addresses, cluster.scheduler.admin_token, TlsOptions(certs["cert"]))
+        try:
+            assert isinstance(backend, SchedulerBackend)
+            return await backend.cluster()
+        finally:
+            backend.forget()
+
+    view = run(main())
+    assert len(view["hosts"]) == 2 and all(h["address"].startswith("tls:") for h in view["hosts"])
