@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             from aos.agents.factory.runner import ClusterPlace
             from aos.kernel.scheduler.client import SchedulerSession
 
-            async with await SchedulerSession.open(address, token) as session:
+            async with await SchedulerSession.open(address, token, tls=tls) as session:
                 return await follow(None, ClusterPlace(session, UNIVERSE))
         async with await Connection.open(address, tls=tls) as conn:
             return await follow(await conn.restore_kernel(token), None)
