@@ -293,8 +293,7 @@ class LlmGenerateAdapter:
             prefix = await self._blob(cache, ctx["prefix"])
             messages = []
             for chunk in ctx.get("chunks") or []:
-                for ref in await self._blob(cache, chunk):
-                    messages.append(await self._message(cache, ref))
+                messages.extend(await self._chunk(cache, chunk))
             for ref in ctx.get("tail") or []:
                 messages.append(await self._message(cache, ref))
         except BaseException:
@@ -321,13 +320,25 @@ class LlmGenerateAdapter:
             raise InvalidRequestError(f"llm.generate: history blob {ref}: {e}") from e
         return cache.put(self.scope, ref, cbor.decode(data), len(data))[0]
 
+    async def _chunk(self, cache: BlobCache, ref: str) -> list[Message]:
+        """A sealed chunk's messages, kept with the chunk's blob: a chunk never changes, and a long
+        history is mostly chunks, so each request reads one entry per chunk instead of one per message."""
+        refs = await self._blob(cache, ref)
+        item = cache.get(self.scope, ref)
+        assert item is not None
+        if item[2] is None:
+            if not isinstance(refs, list):
+                raise InvalidRequestError(f"llm.generate: history blob {ref} is not a chunk of message refs")
+            item[2] = [await self._message(cache, r) for r in refs]
+        return list(item[2])
+
     async def _message(self, cache: BlobCache, ref: str) -> Message:
         await self._blob(cache, ref)
         item = cache.get(self.scope, ref)
         assert item is not None
+        if not isinstance(item[0], dict):  # (a chunk's item holds its message list: not a message either)
+            raise InvalidRequestError(f"llm.generate: history blob {ref} is not a message")
         if item[2] is None:
-            if not isinstance(item[0], dict):
-                raise InvalidRequestError(f"llm.generate: history blob {ref} is not a message")
             item[2] = (await self._messages([item[0]]))[0]
         return item[2]  # type: ignore[no-any-return]
 

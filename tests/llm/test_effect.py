@@ -198,3 +198,45 @@ def test_shared_http_client_is_reused_not_closed(make_twin: Any) -> None:
     assert texts == ["one", "two"] and closed is False
     assert all(r.headers.get("x-goog-api-key") == KEY for r in twin.requests)
     twin.assert_done()
+
+
+def test_history_chunks_are_read_once_and_a_chunk_is_not_a_message(make_twin: Any) -> None:
+    """A history by reference with sealed chunks: each request gets every message in order (the second
+    one from the chunk's cached message list), and a tail ref naming a chunk is a bad request."""
+    from aos.adapters.llm.effect import BlobCache
+    from aos.agents import history
+    from aos.kernel.world import cbor
+
+    h = history.new("be brief", [])
+    for i in range(2 * history.CHUNK + 3):
+        history.append(h, {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"})
+    assert h["chunks"], "the history sealed a chunk"
+    store: dict[str, bytes] = {}
+
+    async def blob_put(data: bytes) -> str:
+        store[cbor.sha256_text(data)] = data
+        return cbor.sha256_text(data)
+
+    async def blob_get(ref: str) -> bytes:
+        return store[ref]
+
+    seen: list[list[str]] = []
+
+    def expect(req: TwinRequest) -> None:
+        seen.append([m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+                     for m in req.body["messages"]])
+
+    twin = make_twin("anthropic", api_key=KEY)
+    twin.script(Turn(ModelTurn(text="one"), expect=expect), Turn(ModelTurn(text="two"), expect=expect))
+    adapter = LlmGenerateAdapter(blob_get=blob_get, blob_put=blob_put, cache=BlobCache(),
+                                 base_urls={"anthropic": twin.base_url})
+    params = {"provider": "anthropic", "model": "m", "stream": False, "context": history.context(h),
+              "blobs": dict(h["unsent"])}
+    first, _, _ = _run(adapter, params)
+    second, _, _ = _run(adapter, {k: v for k, v in params.items() if k != "blobs"})
+    assert first["status"] == second["status"] == "ok", (first, second)
+    assert seen[0] == seen[1] == [f"message {i}" for i in range(2 * history.CHUNK + 3)]
+    chunk_as_message = {**params["context"], "tail": [h["chunks"][0][0]]}
+    bad, _, _ = _run(adapter, {"provider": "anthropic", "model": "m", "stream": False, "context": chunk_as_message})
+    assert bad["status"] == "error" and "is not a message" in bad["error"]["message"]
+    twin.assert_done()
