@@ -24,7 +24,7 @@ from aos.agents import abort_event, steer_event
 from aos.errors import AosError, InvalidArgument
 from aos.kernel.host import jsonvalue
 
-from aos.console import views
+from aos.console import jobs, views
 from aos.console.audit import AuditLog, audit_record
 from aos.console.auth import COOKIE, CSRF_HEADER, Gate, Session, cookie_header
 from aos.console.backend import Backend
@@ -94,6 +94,7 @@ class Console:
         r.add_post(w + "/move", self.move)
         r.add_post(w + "/pause", self.pause)
         r.add_post(w + "/resume", self.resume)
+        jobs.register(self, r)  # the factory's jobs (console/jobs.py)
         return app
 
     @web.middleware

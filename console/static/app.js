@@ -567,6 +567,10 @@ async function agentView(view, universe, worldId, session) {
   source.onopen = () => { status.textContent = "● live"; };
 }
 
+// what pages in their own modules (jobs.js) use of this one
+const UI = { el, api, act, can, live, every, cells, badge, enc, ago, pretty, toast };
+const jobsModule = () => import("/static/jobs.js");
+
 // --- the router -------------------------------------------------------------------------------------------
 
 async function render() {
@@ -586,6 +590,8 @@ async function render() {
     else if (name === "cluster") await clusterView(view);
     else if (name === "scheduling") await schedulingView(view);
     else if (name === "audit") await auditView(view, query);
+    else if (name === "jobs") await (await jobsModule()).jobsView(view, UI);
+    else if (name === "job") await (await jobsModule()).jobView(view, UI, parts[1], parts.slice(2).join("/"));
     else view.append(el("p", {}, "no such page"));
   } catch (err) {
     view.append(el("div", { class: "card row-problem", "data-testid": "error" }, err.message));
