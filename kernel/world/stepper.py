@@ -348,7 +348,7 @@ class World:
     def _step(self, d: _Delivery, step_no: int, stamp: Stamp, event_hash: str, queue: deque[_Delivery],
               out: list[Record], intents: list[EffectIntentRecord],
               changes: dict[tuple[str, bytes], tuple[str, Any, str | None]]) -> None:
-        wf, origin = d.workflow, Origin(d.workflow.name, d.key)
+        wf = d.workflow
         kb = _kb(d.key)
         cell = self._cells[wf.name].get(kb)
         ctx: dict[str, Any] = {
@@ -370,7 +370,7 @@ class World:
         res = raw if isinstance(raw, Trap) else parse_output(raw)
         checked = res if isinstance(res, Trap) else self._check_output(wf, res)
         if isinstance(checked, Trap):
-            out.append(TrapRecord(origin, self.seq, checked.code, checked.message))
+            out.append(TrapRecord(Origin(wf.name, d.key), self.seq, checked.code, checked.message))
             return
         assert isinstance(res, StepOutput)
         follow, state_bytes = checked
@@ -378,9 +378,12 @@ class World:
         if state_bytes is None:
             self._cells[wf.name].pop(kb, None)
         else:
-            self._cells[wf.name][kb] = (cbor.canonicalize(d.key), state_bytes)
+            self._cells[wf.name][kb] = (None if d.key is None else cbor.canonicalize(d.key), state_bytes)
         if (cell[1] if cell else None) != state_bytes:
             changes[(wf.name, kb)] = (wf.name, d.key, None if state_bytes is None else cbor.sha256_text(state_bytes))
+        if not follow and not res.effects:
+            return  # most steps emit nothing: no origin to build
+        origin = Origin(wf.name, d.key)
         for ev, targets in follow:
             out.append(DomainEventRecord(ev.schema, cbor.canonicalize(ev.value), origin))
             queue.extend(targets)
