@@ -1,0 +1,83 @@
+"""The console's Jobs view through a scheduler: a factory job run with `aos factory run --scheduler` on a real local
+cluster (etcd, a moto S3 server, aos-scheduler, two host kernels) is listed by `aos console --connect SCHEDULER`
+with its tasks and verdicts, its worlds on the hosts the scheduler placed them on, read through introductions."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "factory"))
+from consolekit import ConsoleProcess  # noqa: E402
+from factorykit import Factory, FactoryModel, make_repo, write_job  # noqa: E402
+
+from aos.kernel.scheduler.testing import LocalCluster, etcd_binary  # noqa: E402
+from aos.kernel.storage.objects import S3Objects, make_client  # noqa: E402
+from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_job_placed_by_the_scheduler_shows_in_the_console(tmp_path):
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed: `./run setup` installs Debian's etcd-server")
+    factory = Factory(tmp_path, FactoryModel())
+    moto = MotoServer().start()
+    work = tmp_path / "clones"
+    work.mkdir()
+    repo = make_repo(tmp_path)
+    job = write_job(tmp_path, repo)
+    console = None
+    with tempfile.TemporaryDirectory(prefix="aosc-", dir="/tmp") as root, pytest.MonkeyPatch.context() as mp:
+        for name in AWS_VARIABLES_TO_CLEAR:
+            mp.delenv(name, raising=False)
+        for name, value in moto.env().items():
+            mp.setenv(name, value)
+        bucket = f"aos-{uuid.uuid4().hex[:12]}"
+        S3Objects(make_client(), bucket).ensure_bucket()
+        c = LocalCluster(root, hosts=2, storage=f"s3://{bucket}/j", env={**os.environ, **factory.env}, capacity=10,
+                         host_args=[["--grant-host", str(work)]] * 2)
+        try:
+            c.start()
+            for kernel in c.kernels:
+                c.wait_joined(kernel)
+            factory.env.update(moto.env())
+            done = subprocess.run([sys.executable, "-m", "aos.cli", "--token-file", c.scheduler.token_path, "factory",
+                                   "run", str(job), "--scheduler", c.addresses, "--workdir", str(work)],
+                                  env=factory.env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            console = ConsoleProcess(c.addresses, c.scheduler.token_path,
+                                     ["--audit-file", str(tmp_path / "audit.jsonl")]).start()
+            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+            opener.open(console.login, timeout=30).read()
+
+            def get(path: str) -> Any:
+                with opener.open(console.base + path, timeout=60) as reply:
+                    return json.loads(reply.read())
+
+            jobs = get("/api/jobs")["jobs"]
+            assert [(j["universe"], j["job"], j["state"]) for j in jobs] == [("factory", "calc", "done")]
+            assert sorted((t["id"], t["state"]) for t in jobs[0]["tasks"]) == [("t1", "accepted"), ("t2", "accepted")]
+            report = get("/api/job/factory/calc")
+            assert report["state"] == "done" and any(v["final"] and v["accepted"] for v in report["verdicts"])
+            hosts = {w["id"]: w["host"] for w in report["worlds"]}
+            assert set(hosts) == {"calc.planner", "calc.judge", "calc.governor", "calc.worker-1", "calc.worker-2"}
+            assert all(hosts.values()) and len(set(hosts.values())) == 2, hosts  # placed on both hosts
+            assert report["explain"][0] == "job calc: done (every scenario passes on the integrated change)"
+        finally:
+            if console is not None:
+                console.stop()
+            c.stop()
+            moto.stop()
+            factory.close()
