@@ -76,7 +76,8 @@ def observe_llm(provider: str, model: str, status: str, result: dict[str, Any]) 
         LLM_TOKENS.labels(provider, model, "input").inc(tokens_in)
     if tokens_out:
         LLM_TOKENS.labels(provider, model, "output").inc(tokens_out)
-    cost = result.get("cost_usd") if isinstance(result, dict) else None
+    micro = result.get("cost_micro_usd") if isinstance(result, dict) else None
+    cost = micro / 1_000_000 if isinstance(micro, int) else None
     if cost is None and (tokens_in or tokens_out):
         cost = estimate_cost(model, tokens_in, tokens_out)
     if cost:

@@ -268,8 +268,8 @@ class LlmGenerateAdapter:
             await client.close()
         receipt: dict[str, Any] = {"status": "ok", "response": response_to_dict(response)}
         cost = estimate_cost(params["model"], response.usage, provider) if params.get("cost", False) else None
-        if cost is not None:
-            receipt["cost_usd"] = cost
+        if cost is not None:  # world values have no floats: whole micro-dollars
+            receipt["cost_micro_usd"] = int(round(cost * 1_000_000))
         return scrub(receipt, key)  # type: ignore[no-any-return]
 
     async def _context(self, params: dict[str, Any]) -> tuple[asyncio.Future[None] | None, dict[str, Any],

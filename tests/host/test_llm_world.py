@@ -93,3 +93,36 @@ def test_missing_secret_is_an_error_receipt_not_a_crash(data_dir, twin):
         kernel.kill()
     effect, status, payload = state["receipts"][0]
     assert status == "error" and "AOS_SECRET_OPENAI_API_KEY" in payload["message"]
+
+
+def test_a_priced_llm_call_journals_its_cost_as_whole_micro_dollars(llm_kernel, twin):
+    """``cost: true`` adds the list-price estimate as an integer (world values have no floats), so the
+    receipt reads back through the journal and a live tail like every other record."""
+    twin.script(ModelTurn(text="priced"))
+    params = {"provider": "openai", "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+              "cost": True, "stream": False}
+
+    async def main():
+        async with await Connection.open(llm_kernel.address) as conn:
+            admin = await conn.restore_kernel(llm_kernel.admin_token)
+            world, _ = await (await admin.worlds("u")).create(manifest(), {}, "priced")
+            tailed = []
+
+            async def on_record(seq, record):
+                tailed.append(record)
+
+            subscription = await world.tail(0, on_record)
+            await world.send(SCRIPT, {"effects": [{"effect": "sys/llm.generate@1", "params": params}]})
+            # the first priced call imports litellm's cost map in the kernel: seconds on a busy machine
+            state = await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 1, timeout=90)
+            records, _ = await world.journal(0, 0)
+            await subscription.cancel()
+            return state, records, tailed
+
+    state, records, tailed = run(main())
+    _, status, payload = state["receipts"][0]
+    assert status == "ok", payload
+    assert type(payload["cost_micro_usd"]) is int and payload["cost_micro_usd"] > 0
+    receipt = next(r for r in records if r["kind"] == "receipt")
+    assert receipt["payload"]["cost_micro_usd"] == payload["cost_micro_usd"]
+    assert any(r["kind"] == "receipt" for r in tailed)  # the tail went on past it
