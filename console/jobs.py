@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from aos.agents.factory.explain import collect
 from aos.agents.factory.protocol import MSG
 from aos.agents.factory.status import JournalReader, job_ids, job_report, job_row, job_world_ids
 from aos.errors import AosError, InvalidArgument, UnknownWorld
@@ -71,8 +72,8 @@ class Jobs:
             for job in job_ids(ids):
                 if names.get(f"{job}.planner") != f"factory/{job}/planner":
                     continue  # a world that only looks like a planner
-                events = await self.reader(universe).events(job, ids)
-                out.append({"universe": universe, **job_row(job, events, now)})
+                journals = await self.reader(universe).journals(job_world_ids(job, ids))
+                out.append({"universe": universe, **job_row(job, collect(journals), now, journals)})
         return out
 
     async def report(self, universe: str, job: str, fresh: bool = True) -> dict[str, Any]:
@@ -82,8 +83,8 @@ class Jobs:
         mine = {r["id"]: r for r in rows if r["id"] in job_world_ids(job, [x["id"] for x in rows])}
         if f"{job}.planner" not in mine:
             raise UnknownWorld(f"no factory job {job!r} in universe {universe!r}")
-        events = await self.reader(universe).events(job, list(mine))
-        report = job_report(job, events, time.time_ns())
+        journals = await self.reader(universe).journals(list(mine))
+        report = job_report(job, collect(journals), time.time_ns(), journals)
         report["universe"] = universe
         report["worlds"] = [{k: r.get(k) for k in ("id", "name", "state", "host", "journal")}
                             for _, r in sorted(mine.items())]

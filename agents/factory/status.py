@@ -14,7 +14,7 @@ budget, verdicts with their evidence, the governor's stops, the workers and the 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aos.agents.factory.explain import collect, explain_lines, summary
@@ -180,9 +180,36 @@ def _verdict(e: dict[str, Any]) -> dict[str, Any]:
                          for x in d["evidence"]]}
 
 
-def job_report(job: str, events: list[dict[str, Any]], now_ns: int | None = None) -> dict[str, Any]:
+def governor_spending(job: str, journals: Mapping[str, Iterable[Record]]) -> dict[str, int] | None:
+    """What the governor has counted so far (``tokens``, ``cost_microusd``, ``calls``), from the ``usage``
+    messages in its journal and the prices in its ``init``: its own arithmetic, before it journals its totals."""
+    from aos.agents.factory.governor import cost_microusd
+    from aos.agents.factory.protocol import MSG, world_id
+    from aos.kernel.world.records import EventRecord
+
+    records = journals.get(world_id(job, "governor"))
+    if records is None:
+        return None
+    prices: dict[str, Any] | None = None
+    out = {"tokens": 0, "cost_microusd": 0, "calls": 0}
+    for r in records:
+        if not isinstance(r, EventRecord) or r.schema != MSG or not isinstance(r.value, Mapping):
+            continue
+        body = r.value.get("body") if isinstance(r.value.get("body"), Mapping) else {}
+        if r.value.get("kind") == "init" and prices is None:
+            prices = dict((body.get("config") or {}).get("prices") or {})
+        elif r.value.get("kind") == "usage" and prices is not None:
+            i, o = int(body.get("input_tokens") or 0), int(body.get("output_tokens") or 0)
+            out["tokens"] += i + o
+            out["calls"] += 1
+            out["cost_microusd"] += cost_microusd(prices, str(body.get("model") or ""), i, o)
+    return out
+
+
+def job_report(job: str, events: list[dict[str, Any]], now_ns: int | None = None,
+               journals: Mapping[str, Iterable[Record]] | None = None) -> dict[str, Any]:
     """A job as its journals tell it: state, tasks (each with its changes and verdicts), spending against the
-    budget (tokens and cost are the governor's totals once it has them, the workers' tokens so far before),
+    budget (the governor's totals once it journaled them; before, what it counted so far, from ``journals``),
     wall time (logical time from the planner's start to its end, or to ``now_ns``), the judge's verdicts with
     evidence, the governor's stops, approval, the workers and their transcripts, and the audit trail."""
     s = summary(events)
@@ -193,9 +220,12 @@ def job_report(job: str, events: list[dict[str, Any]], now_ns: int | None = None
     totals = next((e for e in reversed(events) if e["kind"] == "totals"), None)
     tasks = _tasks(events)
     worker_tokens = sum(c["tokens"] for t in tasks for c in t["changes"])
+    counted = None if journals is None or totals is not None else governor_spending(job, journals)
     if totals is not None or s["tokens"]:
         spent = {"tokens": s["tokens"], "cost_microusd": s["cost_microusd"], "final": totals is not None}
-    else:
+    elif counted is not None:
+        spent = {"tokens": counted["tokens"], "cost_microusd": counted["cost_microusd"], "final": False}
+    else:  # no governor journal at hand: what the workers reported with their changes
         spent = {"tokens": worker_tokens, "cost_microusd": None, "final": False}
     started = start["at_ns"] if start else None
     stop_at = end["at_ns"] if end else now_ns
@@ -226,9 +256,10 @@ def job_report(job: str, events: list[dict[str, Any]], now_ns: int | None = None
     }
 
 
-def job_row(job: str, events: list[dict[str, Any]], now_ns: int | None = None) -> dict[str, Any]:
+def job_row(job: str, events: list[dict[str, Any]], now_ns: int | None = None,
+            journals: Mapping[str, Iterable[Record]] | None = None) -> dict[str, Any]:
     """A line of a job list: ``job_report`` without the trail, the tasks by id and state only."""
-    r = job_report(job, events, now_ns)
+    r = job_report(job, events, now_ns, journals)
     return {"job": job, "state": r["state"], "reason": r["reason"], "intent": r["intent"], "budget": r["budget"],
             "spent": r["spent"], "wall_s": r["wall_s"],
             "tasks": [{"id": t["id"], "state": t["state"], "attempts": t["attempts"]} for t in r["tasks"]],

@@ -22,7 +22,7 @@ function spending(ui, j) {
   const s = j.spent || {};
   const of = (used, limit, fmt) => (limit === undefined ? fmt(used) : `${fmt(used)} / ${fmt(limit)}`);
   return [
-    of(s.tokens, b.tokens, (x) => (x === null || x === undefined ? "–" : String(x))) + (s.final ? "" : " (workers so far)"),
+    of(s.tokens, b.tokens, (x) => (x === null || x === undefined ? "–" : String(x))) + (s.final ? "" : " so far"),
     of(s.cost_microusd, b.cost_microusd, usd),
     of(j.wall_s, b.wall_time_s, secs),
   ];

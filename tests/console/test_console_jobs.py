@@ -193,6 +193,7 @@ def test_the_jobs_view_lists_the_job_and_its_page_follows_an_approval_live(setup
     page.wait_for_selector("tr[data-job=calc] [data-testid=job-state]:has-text('waiting for approval')")
     text = row.inner_text()
     assert "t1: accepted" in text and "factory" in text and "/ 100000" in text
+    assert "so far" in text and "– / $5.0000" not in text  # the governor's running count, before its totals
     page.wait_for_selector("[data-testid=jobs] tr[data-job=calc2]")
     shot(setup, page, "jobs")
 
