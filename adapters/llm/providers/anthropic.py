@@ -115,17 +115,22 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _apply_cache(body: dict[str, Any]) -> None:
+def _apply_cache(body: dict[str, Any]) -> bool:
+    """Mark the cache breakpoints; True if it marked any."""
+    marked = False
     if body.get("system"):
         body["system"][-1]["cache_control"] = dict(_EPHEMERAL)
+        marked = True
     if body.get("tools"):
         body["tools"][-1]["cache_control"] = dict(_EPHEMERAL)
+        marked = True
     msgs = body["messages"]
     if len(msgs) >= 2:
         for block in reversed(msgs[-2]["content"]):
             if block["type"] not in ("thinking", "redacted_thinking"):  # the API rejects cache_control there
                 block["cache_control"] = dict(_EPHEMERAL)
-                break
+                return True
+    return marked
 
 
 def _has_cache_control(body: dict[str, Any]) -> bool:
@@ -170,9 +175,9 @@ def encode_request(request: Request, stream: bool = False) -> HttpCall:
     if stream:
         body["stream"] = True
     body.update(opts)
-    if auto_cache:
-        _apply_cache(body)
-    if _has_cache_control(body) and CACHE_BETA not in betas:
+    # (the scan is a JSON dump of the whole request: skipped when the breakpoints were just marked)
+    marked = _apply_cache(body) if auto_cache else False
+    if (marked or _has_cache_control(body)) and CACHE_BETA not in betas:
         betas.append(CACHE_BETA)
     headers = {"anthropic-beta": ",".join(betas)} if betas else {}
     return HttpCall("/v1/messages", body, headers)
