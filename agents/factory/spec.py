@@ -29,6 +29,19 @@ A job is a TOML (or JSON) file::
     holdout = true              # only the judge sees it
     description = "mul multiplies"   # what feedback may say about a hold-out
 
+    [[scenario]]                # a browser scenario: the judge serves the result and checks it in Chromium
+    kind = "browser"
+    name = "greets by name"
+    serve = "python3 -B app.py {port}"   # started in the judge's clone; {port} is the port the judge picked
+    path = "/"                  # where the browser opens (or url = "http://127.0.0.1:8000/" instead of serve)
+    steps = [{fill = {Name = "Ada"}}, {click = "Greet"}, {expect = {text = "Hello, Ada!"}}]
+    holdout = true
+
+A browser scenario's steps are ``aos.agents.web_judge``'s: ``navigate``,
+``fill`` (label -> text, or true/false for a checkbox), ``type``, ``click``,
+``expect`` (``url``, ``path``, ``title``, ``text``, ``no_text``,
+``no_console_errors``).
+
 ``load_job(path)`` returns a ``JobSpec`` or raises ``JobSpecError`` naming
 the field that is wrong. Nothing here touches the kernel.
 """
@@ -77,15 +90,22 @@ class Policy:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    run: str
+    run: str  # a shell scenario's command; a browser scenario's summary (what a worker or the planner reads)
     expect_exit: int = 0
     expect_stdout: str = ""
     holdout: bool = False
     description: str = ""
     timeout_s: int = 60
+    kind: str = "shell"  # or "browser"
+    serve: str = ""  # browser: the command that serves the result on {port}, run in the judge's clone
+    url: str = ""  # browser: or an absolute url to check instead
+    path: str = "/"  # browser: where the browser opens on the served app
+    steps: tuple[dict[str, Any], ...] = ()  # browser: web_judge steps
 
     def to_value(self) -> dict[str, Any]:
-        return asdict(self)
+        v = asdict(self)
+        v["steps"] = [dict(x) for x in self.steps]
+        return v
 
     def visible(self) -> dict[str, Any]:
         """What a worker or the planner may see: a hold-out shows neither its command nor its expectation."""
@@ -209,7 +229,12 @@ def _scenario(s: Any, i: int) -> Scenario:
     where = f"scenario[{i}]"
     if not isinstance(s, dict):
         raise JobSpecError(f"{where} must be a table")
-    _keys(s, where, {"name", "run", "expect_exit", "expect_stdout", "holdout", "description", "timeout_s"},
+    kind = s.get("kind", "shell")
+    if kind not in ("shell", "browser"):
+        raise JobSpecError(f"{where}.kind {kind!r}: \"shell\" (the default) or \"browser\"")
+    if kind == "browser":
+        return _browser_scenario(s, where)
+    _keys(s, where, {"kind", "name", "run", "expect_exit", "expect_stdout", "holdout", "description", "timeout_s"},
           {"name", "run"})
     name = _text(s["name"], f"{where}.name").strip()
     run = _text(s["run"], f"{where}.run").strip()
@@ -225,6 +250,90 @@ def _scenario(s: Any, i: int) -> Scenario:
         raise JobSpecError(f"{where}.holdout must be true or false")
     return Scenario(name, run, exit_code, _text(s.get("expect_stdout", ""), f"{where}.expect_stdout"), holdout,
                     _text(s.get("description", ""), f"{where}.description"), timeout)
+
+
+_STEP_KINDS = ("navigate", "fill", "type", "click", "expect")
+_EXPECT_KEYS = {"url", "path", "title", "text", "no_text", "no_console_errors"}
+
+
+def _browser_scenario(s: dict[str, Any], where: str) -> Scenario:
+    """A browser scenario, checked here so a bad step fails the job file, not the judge mid-job."""
+    _keys(s, where, {"kind", "name", "serve", "url", "path", "steps", "holdout", "description", "timeout_s"},
+          {"name", "steps"})
+    name = _text(s["name"], f"{where}.name").strip()
+    if not name:
+        raise JobSpecError(f"{where}.name must not be empty")
+    serve = _text(s.get("serve", ""), f"{where}.serve").strip()
+    url = _text(s.get("url", ""), f"{where}.url").strip()
+    if bool(serve) == bool(url):
+        raise JobSpecError(f"{where}: a browser scenario has either serve (a command serving the result on "
+                           "{port}) or url (an absolute http(s) url), not both and not neither")
+    if serve and "{port}" not in serve:
+        raise JobSpecError(f"{where}.serve must say where {{port}} goes: the judge picks the port")
+    if url:
+        from aos.adapters.browser_origins import OriginError, parse_origin
+
+        parts = url.split("/", 3)
+        try:
+            parse_origin("/".join(parts[:3]))
+        except OriginError as exc:
+            raise JobSpecError(f"{where}.url {url!r}: not an absolute http(s) url ({exc})") from None
+    path = _text(s.get("path", "/"), f"{where}.path")
+    if not path.startswith("/"):
+        raise JobSpecError(f"{where}.path {path!r} must start with /")
+    if url and "path" in s:
+        raise JobSpecError(f"{where}.path goes with serve; with url, put the path in the url")
+    timeout = s.get("timeout_s", 60)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise JobSpecError(f"{where}.timeout_s must be a positive integer, not {timeout!r}")
+    holdout = s.get("holdout", False)
+    if not isinstance(holdout, bool):
+        raise JobSpecError(f"{where}.holdout must be true or false")
+    raw = s["steps"]
+    if not isinstance(raw, list) or not raw:
+        raise JobSpecError(f"{where}.steps must be a non-empty list of steps ({', '.join(_STEP_KINDS)})")
+    steps = tuple(_browser_step(x, f"{where}.steps[{j}]") for j, x in enumerate(raw))
+    if not any("expect" in x for x in steps):
+        raise JobSpecError(f"{where}.steps: no expect step, so nothing would be checked")
+    opened = f"`{serve}` then {path}" if serve else url
+    run = f"(browser) open {opened}, {len(steps)} step(s): " + ", ".join(next(iter(x)) for x in steps)
+    return Scenario(name, run, 0, "", holdout, _text(s.get("description", ""), f"{where}.description"), timeout,
+                    "browser", serve, url, path, steps)
+
+
+def _browser_step(x: Any, where: str) -> dict[str, Any]:
+    if not isinstance(x, dict) or len(x) != 1 or next(iter(x)) not in _STEP_KINDS:
+        raise JobSpecError(f"{where}: a step is a table with one of {', '.join(_STEP_KINDS)}, not {x!r}")
+    (kind, arg), = x.items()
+    here = f"{where}.{kind}"
+    if kind == "navigate":
+        _text(arg, here)
+    elif kind == "fill":
+        if not isinstance(arg, dict) or not arg or not all(isinstance(v, (str, bool)) for v in arg.values()):
+            raise JobSpecError(f"{here} is a table label = text (or true/false for a checkbox)")
+    elif kind == "type":
+        if not isinstance(arg, dict) or not isinstance(arg.get("label"), str) or not isinstance(arg.get("text"), str) \
+                or set(arg) - {"label", "text", "submit"} or not isinstance(arg.get("submit", False), bool):
+            raise JobSpecError(f"{here} is {{label = ..., text = ..., submit = true|false}}")
+    elif kind == "click":
+        ok = isinstance(arg, str) or (isinstance(arg, dict) and arg and set(arg) <= {"role", "name", "label"}
+                                       and all(isinstance(v, str) for v in arg.values()) and set(arg) != {"name"})
+        if not ok:
+            raise JobSpecError(f"{here} names a button (\"Sign in\") or {{role, name}} / {{label}}, not {arg!r}")
+    else:
+        if not isinstance(arg, dict) or not arg:
+            raise JobSpecError(f"{here} is a table of {', '.join(sorted(_EXPECT_KEYS))}")
+        unknown = sorted(set(arg) - _EXPECT_KEYS)
+        if unknown:
+            raise JobSpecError(f"{here}: unknown expectation {unknown[0]!r} (known: {', '.join(sorted(_EXPECT_KEYS))})")
+        for k, v in arg.items():
+            good = isinstance(v, bool) if k == "no_console_errors" else \
+                isinstance(v, str) or (k in ("text", "no_text") and isinstance(v, list)
+                                       and all(isinstance(t, str) for t in v))
+            if not good:
+                raise JobSpecError(f"{here}.{k}: {'true or false' if k == 'no_console_errors' else 'text'}, "
+                                   f"not {v!r}")
+    return {kind: arg}
 
 
 def _keys(d: Any, where: str, allowed: set[str], required: set[str]) -> None:
