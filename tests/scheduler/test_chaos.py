@@ -44,7 +44,8 @@ KILLS = 3  # chaos actions, each a host kernel or the leading scheduler
 HOSTS = ("host0", "host1", "host2")
 # what a send gets when its host stopped before committing it (its log was fenced by a host that took
 # over one of its worlds): not journaled, and its world serves elsewhere
-HOST_STOPPED = ("the journal write failed", "storage write failed")
+HOST_STOPPED = ("the journal write failed", "storage write failed",
+                "the kernel's storage failed; it accepts no more writes")
 # A killed host is restarted once its worlds serve elsewhere. AOS_CHAOS_QUICK_RESTART=1 also restarts
 # some at once, during their own failover: a known gap (docs/scheduler.md, "Not built yet") where the
 # restarted host may reacquire a world the leader handed to another host, and serve stale reads of it
