@@ -104,7 +104,7 @@ export async function jobView(view, ui, universe, job) {
       el("h1", {}, `Job ${job} `, stateBadge(ui, j.state), " ", status),
       el("div", { class: "card grid", "data-testid": "job-summary" }, ...cells(
         "intent", j.intent || "–", "reason", el("span", { "data-testid": "job-reason" }, j.reason || "–"),
-        "tokens", tokens, "cost", cost, "wall time", wall,
+        "tokens", tokens, "cost", cost, "wall time", el("span", { "data-testid": "job-wall" }, wall),
         "budget", j.budget ? `${j.budget.parallel_workers} parallel worker(s), ${j.budget.max_attempts} attempt(s) per task` : "–",
         "worlds", el("span", {}, ...j.worlds.map((w) => el("a", { href: world(w.id), class: "sub", title: `${w.state}${w.host ? " on " + w.host : ""}` }, w.id))),
         "audit trail", `${j.events} event(s)`)),
@@ -141,9 +141,17 @@ export async function jobView(view, ui, universe, job) {
       el("h2", {}, "Audit trail ", el("span", { class: "muted" }, "(aos factory explain)")),
       el("pre", { class: "trail", "data-testid": "job-trail" }, j.explain.join("\n")));
   };
-  draw(await api(base));
+  // a running job's wall time goes on between two reports: count it on from the last one
+  let last = null, at = 0;
+  const redraw = (j) => { last = j; at = Date.now(); draw(j); };
+  ui.every(1000, () => {
+    if (!last || last.wall_s === null || last.ended_ns) return;
+    const node = head.querySelector("[data-testid=job-wall]");
+    if (node) node.textContent = spending(ui, { ...last, wall_s: last.wall_s + (Date.now() - at) / 1000 })[2];
+  });
+  redraw(await api(base));
   const source = ui.live(`${base}/live`, {
-    job: (j) => { draw(j); status.textContent = "● live"; },
+    job: (j) => { redraw(j); status.textContent = "● live"; },
     lost: () => { status.textContent = "● connection to the kernel lost"; },
   });
   source.onopen = () => { status.textContent = "● live"; };

@@ -231,6 +231,22 @@ def test_the_jobs_view_lists_the_job_and_its_page_follows_an_approval_live(setup
                for r in approvals)
     assert KEY not in json.dumps(audit)
 
+    # bad calls get a clear, typed answer
+    answers = page.evaluate("""async () => {
+        const s = await (await fetch('/api/session')).json();
+        const post = async (path, body) => { const r = await fetch(path, {method: 'POST', body: JSON.stringify(body),
+            headers: {'Content-Type': 'application/json', 'X-AOS-CSRF': s.csrf}}); return [r.status, await r.json()]; };
+        const get = async (path) => { const r = await fetch(path); return [r.status, await r.json()]; };
+        return [await post('/api/world/factory/calc.governor/factory/decide', {decision: 'approve'}),
+                await post('/api/world/factory/calc.judge/factory/decide', {decision: 'approve'}),
+                await post('/api/world/factory/calc2.governor/factory/decide', {decision: 'maybe'}),
+                await get('/api/job/factory/nope')];
+    }""")
+    assert [(status, body["error"]) for status, body in answers] == [
+        (400, "InvalidArgument"), (400, "InvalidArgument"), (400, "InvalidArgument"), (404, "UnknownWorld")]
+    assert "job calc is not waiting for approval" in answers[0][1]["message"]
+    assert "not a factory job's governor world" in answers[1][1]["message"]
+
 
 def test_stop_ends_a_job_from_its_page(setup, page):
     run_ = setup["runs"][1]
