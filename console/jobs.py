@@ -40,6 +40,7 @@ class Jobs:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.readers: dict[str, JournalReader] = {}
+        self.reports: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
 
     @property
     def backend(self) -> Any:
@@ -83,11 +84,17 @@ class Jobs:
         mine = {r["id"]: r for r in rows if r["id"] in job_world_ids(job, [x["id"] for x in rows])}
         if f"{job}.planner" not in mine:
             raise UnknownWorld(f"no factory job {job!r} in universe {universe!r}")
-        journals = await self.reader(universe).journals(list(mine))
+        reader = self.reader(universe)
+        journals = await reader.journals(list(mine))
+        mark = (tuple(mine), reader.mark(mine))
+        cached = self.reports.get((universe, job))
+        if not fresh and cached is not None and cached[0] == mark:
+            return cached[1]  # nothing new in its journals: the same report (a live page asks every 0.5 s)
         report = job_report(job, collect(journals), time.time_ns(), journals)
         report["universe"] = universe
         report["worlds"] = [{k: r.get(k) for k in ("id", "name", "state", "host", "journal")}
                             for _, r in sorted(mine.items())]
+        self.reports[(universe, job)] = (mark, report)
         return report
 
 

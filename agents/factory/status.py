@@ -85,12 +85,16 @@ PAGE = 4096  # the most records a host returns per readRaw
 
 
 class JournalReader:
-    """Journals read incrementally over a connection (``read_raw(world, seq)``: a world's ``readRaw``), the
-    records decoded as ``read_offline`` decodes them; each world is read from where the last call stopped."""
+    """Journals read incrementally over a connection (``read_raw(world, seq)``: a world's ``readRaw``), each world
+    from where the last call stopped, decoded as ``read_offline`` decodes them. What ``collect`` does not look
+    at is not kept (a worker's journal holds its agent's whole session): audit events and traps whole, of the
+    inputs between them only the last one's stamp (a trap's time); a governor's journal whole
+    (``governor_spending`` reads its inputs). ``collect`` of what is kept is ``collect`` of the whole journals."""
 
     def __init__(self, read_raw: RawReader) -> None:
         self.read_raw = read_raw
         self.records: dict[str, list[Record]] = {}
+        self.next_seq: dict[str, int] = {}
 
     async def journals(self, world_ids: Iterable[str]) -> dict[str, list[Record]]:
         from aos.kernel.world import decode_record
@@ -98,16 +102,43 @@ class JournalReader:
         out = {}
         for wid in world_ids:
             have = self.records.setdefault(wid, [])
+            whole = wid.endswith(".governor")
+            seq = self.next_seq.get(wid, 0)
             while True:
-                raw, _next = await self.read_raw(wid, len(have))
-                have.extend(decode_record(r) for r in raw)
+                raw, _next = await self.read_raw(wid, seq)
+                for r in raw:
+                    record = decode_record(r)
+                    if whole:
+                        have.append(record)
+                    else:
+                        _keep(have, record)
+                seq += len(raw)
                 if len(raw) < PAGE:
                     break
+            self.next_seq[wid] = seq
             out[wid] = have
         return out
 
+    def mark(self, world_ids: Iterable[str]) -> tuple[int, ...]:
+        """How far each world was read: equal marks, equal journals."""
+        return tuple(self.next_seq.get(w, 0) for w in world_ids)
+
     async def events(self, job: str, world_ids: Iterable[str]) -> list[dict[str, Any]]:
         return collect(await self.journals(job_world_ids(job, world_ids)))
+
+
+def _keep(have: list[Record], record: Record) -> None:
+    from aos.agents.factory.protocol import AUDIT
+    from aos.kernel.world.records import DomainEventRecord, EventRecord, ReceiptRecord, TrapRecord
+
+    if isinstance(record, (EventRecord, ReceiptRecord)):
+        stamp = EventRecord("", None, record.stamp)  # only its time matters to collect
+        if have and isinstance(have[-1], EventRecord) and have[-1].schema == "":
+            have[-1] = stamp
+        else:
+            have.append(stamp)
+    elif isinstance(record, TrapRecord) or (isinstance(record, DomainEventRecord) and record.schema == AUDIT):
+        have.append(record)
 
 
 # --- what a person wants to see of a job -----------------------------------------------------------------------

@@ -132,7 +132,7 @@ def setup(tmp_path_factory):
                                                             viewport={"width": 1280, "height": 900})
             try:
                 yield {"kernel": kernel, "console": consoles[0], "ro": consoles[1], "runs": runs, "context": context,
-                       "shots": shots, "factory": factory}
+                       "shots": shots, "factory": factory, "data": data}
             finally:
                 context.close()
     finally:
@@ -230,6 +230,12 @@ def test_the_jobs_view_lists_the_job_and_its_page_follows_an_approval_live(setup
     assert all(r["world"] == "calc.governor" and r["params"] == {"job": "calc", "note": "looks good"}
                for r in approvals)
     assert KEY not in json.dumps(audit)
+
+    # the page tells what `aos factory explain` tells from the kernel's data directory (read beside it)
+    report = page.evaluate("async () => (await fetch('/api/job/factory/calc')).json()")
+    explain = setup["factory"].cli("factory", "explain", "calc", "--data", setup["data"])
+    assert explain.returncode == 0, explain.stderr
+    assert report["explain"] == explain.stdout.splitlines()
 
     # bad calls get a clear, typed answer
     answers = page.evaluate("""async () => {
