@@ -25,13 +25,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "factory"))
 from consolekit import ConsoleProcess  # noqa: E402
-from factorykit import KEY, SCENARIOS, Factory, FactoryModel, make_repo, write_job  # noqa: E402
+from factorykit import (  # noqa: E402
+    KEY, SCENARIOS, Factory, FactoryModel, ModelTurn, call, honest_worker, make_repo, write_job,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ONE_TASK = {"tasks": [{"id": "t1", "title": "add mul", "description": "Create mul.py with mul(a, b) = a * b."}]}
 WAITING = "waiting for a person to approve the change"
+GATED = "GATED-JOB"  # in a job's intent: its worker waits for the test's go before it writes
+
+
+def gated(go: Path):
+    """The honest worker, but in a gated job its first step is a command that waits until ``go`` exists."""
+    def worker(task: str, prompt: str, results: list[str]) -> ModelTurn:
+        if GATED not in prompt:
+            return honest_worker(task, prompt, results)
+        if not results:
+            return ModelTurn(tool_calls=[call("shell", command=f"while [ ! -e {go} ]; do sleep 0.05; done; echo go")])
+        return honest_worker(task, prompt, results[1:])
+    return worker
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 if not os.path.exists(CHROMIUM):
@@ -105,9 +119,11 @@ def setup(tmp_path_factory):
     import tempfile
 
     root = tmp_path_factory.mktemp("jobs")
-    factory = Factory(root, FactoryModel(plan=ONE_TASK))
+    factory = Factory(root, FactoryModel(gated(root / "go"), plan=ONE_TASK))
     repo = make_repo(root)
     job = write_job(root, repo, {"parallel_workers": 1}, SCENARIOS[:2], policy="approve = true")
+    slow = write_job(root, repo, {"parallel_workers": 1}, SCENARIOS[:2], name="slow", policy="approve = true")
+    slow.write_text(slow.read_text().replace('intent = "', f'intent = "{GATED}: '))
     work = root / "clones"
     work.mkdir()
     data = tempfile.mkdtemp(prefix="aosj-", dir="/tmp")  # unix socket paths are short
@@ -132,7 +148,8 @@ def setup(tmp_path_factory):
                                                             viewport={"width": 1280, "height": 900})
             try:
                 yield {"kernel": kernel, "console": consoles[0], "ro": consoles[1], "runs": runs, "context": context,
-                       "shots": shots, "factory": factory, "data": data}
+                       "shots": shots, "factory": factory, "data": data, "slow": slow, "work": work,
+                       "go": root / "go"}
             finally:
                 context.close()
     finally:
@@ -267,3 +284,24 @@ def test_stop_ends_a_job_from_its_page(setup, page):
     page.goto(setup["console"].base + "/#/jobs")
     page.wait_for_selector("tr[data-job=calc2] [data-testid=job-state]:has-text('stopped')")
     page.wait_for_selector("tr[data-job=calc] [data-testid=job-state]:has-text('done')")
+
+
+def test_a_job_page_follows_the_job_as_it_advances(setup, page):
+    """Opened while the worker is busy: the task is running and nothing is judged; the worker finishes and the
+    open page shows the change, the verdicts and the wait for approval as they are journaled."""
+    run_ = JobRun(setup["factory"], setup["kernel"], setup["slow"], "calc3", setup["work"])
+    setup["runs"].append(run_)
+    page.goto(setup["console"].base + "/#/jobs")
+    page.click("tr[data-job=calc3] [data-testid=job-link]")
+    page.wait_for_selector("[data-testid=live-status]:has-text('live')")
+    page.wait_for_selector("tr[data-task=t1] [data-testid=task-state]:has-text('running')")
+    page.wait_for_selector("[data-testid=job-state]:has-text('running')")
+    assert "no verdict yet" in page.inner_text("body")
+    page.wait_for_selector("[data-testid=toast]", state="detached")  # the last test's, out of the picture
+    shot(setup, page, "job-running")
+    setup["go"].write_text("")
+    page.wait_for_selector("tr[data-task=t1] [data-testid=task-state]:has-text('accepted')", timeout=60_000)
+    page.wait_for_selector("[data-testid=job-state]:has-text('waiting for approval')", timeout=60_000)
+    page.wait_for_selector("[data-testid=verdict] >> nth=1")  # t1's and the final check's
+    assert "transcript" in page.inner_text("tr[data-task=t1]")
+    assert page.query_selector("[data-testid=action-approve]") is not None
