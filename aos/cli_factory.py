@@ -257,10 +257,11 @@ def read_job(data: str, job: str, verify: bool = True) -> dict[str, list[Any]]:
 
 def status(args: argparse.Namespace) -> int:
     from aos.agents.factory.explain import collect, explain_lines, summary
+    from aos.agents.factory.status import job_state
 
     data = os.path.realpath(args.data or factory_data_dir())
     events = collect(read_job(data, args.job, verify=args.action == "explain"))
-    s = summary(events)
+    s = {**summary(events), "state": job_state(events)}  # state: as the console shows it (waiting for approval)
     if args.json:
         from aos.cli import dump_json
 
@@ -273,7 +274,7 @@ def status(args: argparse.Namespace) -> int:
         for line in explain_lines(args.job, events):
             print(line, flush=True)
         return 0
-    print(f"job {args.job}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else ""))
+    print(f"job {args.job}: {s['state']}" + (f" ({s['reason']})" if s["reason"] else ""))
     print(f"  tasks: {', '.join(s['tasks']) or 'none yet'}; accepted: "
           f"{', '.join(a['task'] for a in s['accepted']) or 'none'}")
     print(f"  spent: {s['tokens']} tokens, ${s['cost_microusd'] / 1e6:.4f}")
@@ -297,7 +298,7 @@ def ls(args: argparse.Namespace) -> int:
         print(dump_json({"jobs": rows}), flush=True)
         return 0
     for r in rows:
-        print(f"{r['job']}\t{r['status']}\t{r['tasks']} task(s)\t{r['tokens']} tokens\t{r['reason']}")
+        print(f"{r['job']}\t{r['state']}\t{r['tasks']} task(s)\t{r['tokens']} tokens\t{r['reason']}")
     if not rows:
         print("no jobs yet")
     return 0

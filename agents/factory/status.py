@@ -75,7 +75,8 @@ def read_offline(data: str, job: str, verify: bool = True, universe: str | None 
 
 def ls_row(job: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     s = summary(events)
-    return {"job": job, "status": s["status"], "reason": s["reason"], "tasks": len(s["tasks"]), "tokens": s["tokens"]}
+    return {"job": job, "status": s["status"], "state": job_state(events), "reason": s["reason"],
+            "tasks": len(s["tasks"]), "tokens": s["tokens"]}
 
 
 # --- over a connection ------------------------------------------------------------------------------------------

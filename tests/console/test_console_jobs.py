@@ -185,6 +185,9 @@ def shot(setup, page, name: str) -> None:
 
 
 def test_a_read_only_token_sees_the_job_but_cannot_approve_or_stop_it(setup):
+    # the CLI, reading the kernel's data directory beside it, says what the console will
+    status = setup["factory"].cli("factory", "status", "calc", "--data", setup["data"])
+    assert status.returncode == 0 and status.stdout.startswith("job calc: waiting for approval"), status.stderr
     page = login(setup, "ro")
     base = setup["ro"].base
     page.goto(base + "/#/job/factory/calc")
