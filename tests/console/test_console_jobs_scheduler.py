@@ -1,6 +1,7 @@
 """The console's Jobs view through a scheduler: a factory job run with `aos factory run --scheduler` on a real local
 cluster (etcd, a moto S3 server, aos-scheduler, two host kernels) is listed by `aos console --connect SCHEDULER`
-with its tasks and verdicts, its worlds on the hosts the scheduler placed them on, read through introductions."""
+with its tasks and verdicts, its worlds on the hosts the scheduler placed them on, read through introductions; a
+second job waiting for approval is approved through the console (audited) and its run ends done."""
 
 from __future__ import annotations
 
@@ -75,6 +76,37 @@ def test_a_job_placed_by_the_scheduler_shows_in_the_console(tmp_path):
             assert set(hosts) == {"calc.planner", "calc.judge", "calc.governor", "calc.worker-1", "calc.worker-2"}
             assert all(hosts.values()) and len(set(hosts.values())) == 2, hosts  # placed on both hosts
             assert report["explain"][0] == "job calc: done (every scenario passes on the integrated change)"
+
+            # a job waiting for approval on the cluster is approved from the console, through introductions
+            gated = write_job(tmp_path, repo, {"parallel_workers": 1}, name="gated", policy="approve = true")
+            proc = subprocess.Popen([sys.executable, "-m", "aos.cli", "--token-file", c.scheduler.token_path,
+                                     "factory", "run", str(gated), "--scheduler", c.addresses, "--workdir", str(work)],
+                                    env=factory.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+            try:
+                assert proc.stdout is not None
+                seen = []
+                for line in proc.stdout:
+                    seen.append(line)
+                    if "waiting for a person to approve the change" in line:
+                        break
+                assert get("/api/job/factory/gated")["state"] == "waiting for approval", "".join(seen)[-2000:]
+                csrf = get("/api/session")["csrf"]
+                request = urllib.request.Request(console.base + "/api/world/factory/gated.governor/factory/decide",
+                                                 data=json.dumps({"decision": "approve", "note": "ok"}).encode(),
+                                                 method="POST", headers={"Content-Type": "application/json",
+                                                                         "X-AOS-CSRF": csrf})
+                with opener.open(request, timeout=60) as reply:
+                    assert json.loads(reply.read())["ok"] is True
+                out, _ = proc.communicate(timeout=120)
+                assert proc.returncode == 0, "".join(seen)[-2000:] + out[-2000:]
+                assert "approved by console" in out
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+            assert [(r["phase"], r["action"], r["world"]) for r in audit] == [
+                ("request", "factory_approve", "gated.governor"), ("result", "factory_approve", "gated.governor")]
         finally:
             if console is not None:
                 console.stop()
