@@ -80,7 +80,16 @@ def explain_lines(job: str, events: list[dict[str, Any]]) -> list[str]:
                        f"({passed}/{len(d['evidence'])} scenarios pass{sat})")
             for x in d["evidence"]:
                 mark = "pass" if x["passed"] else "FAIL"
-                out.append(f"    {mark} {x['name']}{' (hold-out)' if x['holdout'] else ''}: exit {x['exit_code']}")
+                b = x.get("browser")
+                if not b:
+                    out.append(f"    {mark} {x['name']}{' (hold-out)' if x['holdout'] else ''}: exit {x['exit_code']}")
+                    continue
+                out.append(f"    {mark} {x['name']}{' (hold-out)' if x['holdout'] else ''}: browser at {b['url']} "
+                           f"({sum(1 for st in b['steps'] if st['ok'])}/{len(b['steps'])} steps), "
+                           f"screenshot {b['screenshot']}")
+                out.extend(f"      step {st['index']} {st['kind']}: {st['detail']}" for st in b["steps"] if not st["ok"])
+                page = " | ".join(line.strip() for line in b["snapshot"].splitlines()[:8])
+                out.append(f"      page: {page[:300]}")
             if not d["accepted"] and d["feedback"]:
                 out.extend("    feedback: " + line for line in d["feedback"].splitlines()[:6])
         elif k == "replan":

@@ -19,12 +19,17 @@ One ``judge`` request at a time (others queue), on the judge's own clone:
 
 Each scenario run is a ``host.exec`` intent and receipt in this world's journal, and the
 verdict an ``Audit`` event with the evidence: the journal alone explains the judgement.
+A browser scenario (``judge_browser``) is a run of ``host.exec`` (its app) and ``browser.*``
+effects instead; browser scenarios go one after another (they share the judge's one
+browser context), beside the shell ones, and their evidence (steps, final snapshot,
+screenshot address) goes into the verdict.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aos.agents.factory.judge_browser import BrowserRun
 from aos.agents.factory.protocol import EXEC, MSG, RECEIPT, Step, exec_result, extract_json, tail, text_of, usage_of
 from aos.agents.factory.worker import APPLY, prepare_script
 
@@ -90,9 +95,36 @@ class _Judge(Step):
         """Every scenario at once (one step, one intent each: the kernel runs them concurrently)."""
         cur = self.st["cur"]  # type: ignore[index]
         cur["phase"], cur["results"] = phase, [None] * len(self.cfg["scenarios"])
+        cur["bqueue"], cur["browser"] = [], None
         for i, s in enumerate(self.cfg["scenarios"]):
+            if s.get("kind") == "browser":
+                cur["bqueue"].append(i)
+                continue
             self.effect(EXEC, {"argv": [s["run"]], "shell": True, "timeout_s": s["timeout_s"],
                                "max_output_bytes": 256 << 10}, [phase, i])
+        self.next_browser()
+
+    def browser_run(self) -> BrowserRun:
+        cur = self.st["cur"]  # type: ignore[index]
+        b = cur["browser"]
+
+        def emit(effect: str, params: Any, what: str | None) -> int:
+            index = len(self.effects)
+            self.effect(effect, params, None if what is None else ["browser", b["token"], what])
+            return index
+
+        return BrowserRun(b, self.cfg["scenarios"][b["i"]], emit, int(self.ctx["seq"]))
+
+    def next_browser(self) -> None:
+        """Start the next browser scenario of this run, one at a time."""
+        st = self.st
+        assert st is not None
+        cur = st["cur"]
+        if cur["browser"] is not None or not cur["bqueue"]:
+            return
+        st["bruns"] = st.get("bruns", 0) + 1
+        cur["browser"] = BrowserRun.new(cur["bqueue"].pop(0), st["bruns"])
+        self.browser_run().start()
 
     def on_receipt(self, purpose: Any, r: dict[str, Any]) -> None:
         st = self.st
@@ -102,6 +134,16 @@ class _Judge(Step):
             return
         scenarios = self.cfg["scenarios"]
         phase = purpose if isinstance(purpose, str) else purpose[0]
+        if phase == "browser":
+            b = cur.get("browser")
+            if b is None or b["token"] != purpose[1]:
+                return None  # a late receipt of a run that is over
+            run = self.browser_run()
+            if not run.on_receipt(purpose[2], r):
+                return None
+            cur["results"][b["i"]], cur["browser"] = run.result(), None
+            self.next_browser()
+            return self.scenarios_done(cur["phase"])
         if phase == "prepare":
             res = exec_result(r)
             if res["exit_code"] != 0 and cur.get("baseline_only"):
@@ -120,17 +162,7 @@ class _Judge(Step):
             cur["results"][i] = {"name": scenarios[i]["name"], "passed": passed(scenarios[i], res),
                                  "exit_code": res["exit_code"], "holdout": scenarios[i]["holdout"],
                                  "output": tail(res["stdout"] + res["stderr"], 800)}
-            if any(x is None for x in cur["results"]):
-                return None
-            if phase == "baseline":
-                st["baseline"], st["baseline_version"] = cur["results"], len(cur["base"])
-                self.audit("baseline", integration=len(cur["base"]),
-                           passing=[x["name"] for x in cur["results"] if x["passed"]])
-                if cur.get("baseline_only"):
-                    st["cur"] = None
-                    return self.next()
-                return self.apply_candidate()
-            return self.ask_llm()
+            return self.scenarios_done(phase)
         if phase == "apply":
             res = exec_result(r)
             if res["exit_code"] != 0:
@@ -148,6 +180,23 @@ class _Judge(Step):
                 else None
             reason = str(answer.get("reason", ""))[:1000] if isinstance(answer, dict) else ""
             self.decide(satisfaction, reason)
+
+    def scenarios_done(self, phase: str) -> None:
+        """Once every scenario of the run has its result: on to the candidate (baseline) or the LLM (check)."""
+        st = self.st
+        assert st is not None
+        cur = st["cur"]
+        if any(x is None for x in cur["results"]):
+            return None
+        if phase == "baseline":
+            st["baseline"], st["baseline_version"] = cur["results"], len(cur["base"])
+            self.audit("baseline", integration=len(cur["base"]),
+                       passing=[x["name"] for x in cur["results"] if x["passed"]])
+            if cur.get("baseline_only"):
+                st["cur"] = None
+                return self.next()
+            return self.apply_candidate()
+        return self.ask_llm()
 
     def apply_candidate(self) -> None:
         cur = self.st["cur"]  # type: ignore[index]
@@ -184,6 +233,8 @@ class _Judge(Step):
                 s = next(s for s in self.cfg["scenarios"] if s["name"] == x["name"])
                 if s["holdout"]:
                     feedback.append(f"- hold-out scenario {s['name']!r} fails: {s['description'] or 'no description'}")
+                elif s.get("kind") == "browser":
+                    feedback.append(f"- {s['name']!r} (in a browser: {s['run']}): {x['output']}")
                 else:
                     wanted = f", stdout with {s['expect_stdout']!r}" if s["expect_stdout"] else ""
                     feedback.append(f"- {s['name']!r}: `{s['run']}` exited {x['exit_code']} (expected "
@@ -201,7 +252,8 @@ class _Judge(Step):
         if accepted and not cur.get("final"):
             st["baseline"], st["baseline_version"] = results, len(cur["base"]) + 1
         st["judged"] += 1
-        evidence = [{k: x[k] for k in ("name", "passed", "exit_code", "holdout", "output")} for x in results]
+        evidence = [{k: x[k] for k in ("name", "passed", "exit_code", "holdout", "output", "browser") if k in x}
+                    for x in results]
         self.audit("judgment", task=cur["task"], attempt=cur["attempt"], final=bool(cur.get("final")),
                    ref=cur.get("ref", ""), accepted=accepted, satisfaction=satisfaction, reason=reason,
                    feedback=feedback, evidence=evidence)

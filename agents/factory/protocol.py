@@ -29,6 +29,8 @@ LLM = "sys/llm.generate@1"
 EXEC = "sys/host.exec@1"
 BLOB_PUT = "sys/blob.put@1"
 TIMER = "sys/timer.set@1"
+CANCEL = "sys/effect.cancel@1"
+BROWSER = {op: f"sys/browser.{op}@1" for op in ("navigate", "snapshot", "click", "type", "fill", "screenshot", "logs")}
 
 ROLES = ("planner", "worker", "judge", "governor", "memory")
 

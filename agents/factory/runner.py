@@ -68,6 +68,27 @@ def _git(*args: str, cwd: str | None = None) -> str:
     return done.stdout.strip()
 
 
+def browser_ports(scenarios: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The judge's scenarios, each browser one that serves an app given a free 127.0.0.1 port (in the config, so
+    journaled), and the origins its browser grant names: those ports and the urls' origins."""
+    import socket
+    from urllib.parse import urlsplit
+
+    out, origins = [], []
+    for s in scenarios:
+        if s.get("kind") == "browser" and s["serve"]:
+            with socket.socket() as sock:  # free now; the judge serves on it once per check, on this host
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            s = {**s, "port": port}
+            origins.append(f"http://127.0.0.1:{port}")
+        elif s.get("kind") == "browser":
+            parts = urlsplit(s["url"])
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+        out.append(s)
+    return out, origins
+
+
 def prepare_clones(spec: JobSpec, jobdir: str, workers: int) -> tuple[str, list[str], str]:
     """``(base commit, worker clones, judge clone)`` under ``jobdir``."""
     base = _git("rev-parse", "HEAD", cwd=spec.repository)
@@ -177,6 +198,7 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
               "judge": ids["judge"], "governor": ids["governor"], "memory": ids["memory"], "workers": worker_ids}
     job = spec.to_value()
     visible = [s for s in job["scenarios"] if not s["holdout"]]
+    judged, origins = browser_ports(job["scenarios"])
 
     plan: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (id, manifest, config)
     if ids["memory"] not in existing:
@@ -184,9 +206,9 @@ async def run_job(admin: Any, spec: JobSpec, jobdir: str, on_event: Callable[[di
     plan.append((ids["governor"], W.governor_manifest(spec.job_id, peers),
                  {**common, "world": ids["governor"], "budget": job["budget"], "prices": prices(spec.provider, model),
                   "approval_code": secrets.token_hex(16)}))
-    plan.append((ids["judge"], W.judge_manifest(spec.job_id, spec.provider, judge_root, peers),
+    plan.append((ids["judge"], W.judge_manifest(spec.job_id, spec.provider, judge_root, peers, origins),
                  {**common, "world": ids["judge"], "root": judge_root, "base_commit": base, "intent": spec.intent,
-                  "scenarios": job["scenarios"]}))
+                  "scenarios": judged}))
     for wid, root in zip(worker_ids, roots):
         env = gather_environment(root, definition.profile, model, date)
         cfg = session_config(definition, env, spec.provider, model)

@@ -4,7 +4,7 @@
 |----------|------------------------------------|--------|
 | planner  | ``aos.agents.factory.planner``     | ``llm`` (the job's provider), ``portal`` to the job's worlds |
 | worker   | ``aos.agents.factory.worker`` + the SDK's session | the SDK's (``host.fs``/``host.exec`` on the worker's own clone, ``llm``), ``blob``, ``portal`` |
-| judge    | ``aos.agents.factory.judge``       | ``host.exec`` on the judge's clone, ``llm``, ``portal`` |
+| judge    | ``aos.agents.factory.judge``       | ``host.exec`` on the judge's clone, ``llm``, ``portal``; with browser scenarios also ``browser`` (only their origins) and ``cancel`` (to stop the app it served) |
 | governor | ``aos.agents.factory.governor``    | ``timer``, ``portal`` |
 | memory   | ``aos.agents.factory.memory``      | ``blob``, ``portal`` (it answers whoever asks) |
 
@@ -18,12 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from aos.agents.factory.protocol import (
-    AUDIT, BLOB_PUT, EXEC, LLM, MSG, PORTAL, SCHEMAS, TIMER, effect_decl,
+    AUDIT, BLOB_PUT, BROWSER, CANCEL, EXEC, LLM, MSG, PORTAL, SCHEMAS, TIMER, effect_decl,
 )
 from aos.agents.sdk import EVENT, build_manifest, coding_agent
 
 STATE = "factory/State@1"
-CAPS = {PORTAL: "portal", LLM: "llm", EXEC: "host.exec", BLOB_PUT: "blob", TIMER: "timer"}
+CAPS = {PORTAL: "portal", LLM: "llm", EXEC: "host.exec", BLOB_PUT: "blob", TIMER: "timer", CANCEL: "cancel",
+        **{e: "browser" for e in BROWSER.values()}}
 
 
 def _role(role: str, effects: list[str], grants: dict[str, Any], name: str) -> dict[str, Any]:
@@ -50,11 +51,20 @@ def planner_manifest(job: str, provider: str, peers: list[str]) -> dict[str, Any
         "llm": {"cap": "llm", "params": {"providers": [provider]}}, "portal": _portal(peers)}, f"factory/{job}/planner")
 
 
-def judge_manifest(job: str, provider: str, root: str, peers: list[str]) -> dict[str, Any]:
-    return _role("judge", [PORTAL, LLM, EXEC], {
+def judge_manifest(job: str, provider: str, root: str, peers: list[str],
+                   origins: list[str] | None = None) -> dict[str, Any]:
+    """``origins``: what the job's browser scenarios open (the ports the runner picked for the apps it serves, the
+    urls' origins); none, and the judge has no browser at all."""
+    grants: dict[str, Any] = {
         "llm": {"cap": "llm", "params": {"providers": [provider]}},
         "exec": {"cap": "host.exec", "params": {"cwd": root, "shell": True}},
-        "portal": _portal(peers)}, f"factory/{job}/judge")
+        "portal": _portal(peers)}
+    effects = [PORTAL, LLM, EXEC]
+    if origins:
+        effects += [*BROWSER.values(), CANCEL]
+        grants["browser"] = {"cap": "browser", "params": {"origins": sorted(set(origins))}}
+        grants["cancel"] = {"cap": "cancel"}
+    return _role("judge", effects, grants, f"factory/{job}/judge")
 
 
 def governor_manifest(job: str, peers: list[str]) -> dict[str, Any]:
