@@ -169,3 +169,51 @@ def test_a_malformed_browser_scenario_is_refused_naming_the_field(tmp_path, chan
     with pytest.raises(JobSpecError) as err:
         parse_job(doc, str(tmp_path), "web")
     assert field in str(err.value)
+
+
+def test_in_the_harness_an_app_that_dies_fails_its_scenario_and_a_url_scenario_needs_no_server():
+    """The judge's browser runs without a kernel: receipts by hand, the journal replays."""
+    from aos.agents.factory import worlds as W
+    from aos.agents.factory.protocol import MSG
+    from aos.kernel.world import World, load_runtimes, parse_manifest, replay
+    from aos.kernel.world.testing import Harness
+
+    served = {**BROWSER_HOLDOUT, "port": 40001, "path": "/", "url": "", "run": "(browser) ...", "expect_exit": 0,
+              "expect_stdout": ""}
+    remote = {**served, "name": "remote page", "serve": "", "url": "http://127.0.0.1:40002/form", "holdout": False,
+              "steps": [{"expect": {"title": "Form"}}]}
+    doc = W.judge_manifest("j", "anthropic", "/clones/judge", ["j.planner", "j.governor", "factory-memory"],
+                           ["http://127.0.0.1:40001", "http://127.0.0.1:40002"])
+    assert doc["grants"]["browser"]["params"]["origins"] == ["http://127.0.0.1:40001", "http://127.0.0.1:40002"]
+    m = parse_manifest(doc)
+    h = Harness(World(m, load_runtimes(m, {}), "j.judge"))
+    h.send(MSG, {"kind": "init", "from": "x", "body": {"config": {
+        "world": "j.judge", "job": "j", "provider": "anthropic", "model": "m", "planner": "j.planner",
+        "governor": "j.governor", "memory": "factory-memory", "root": "/clones/judge", "base_commit": "abc",
+        "intent": "x", "scenarios": [served, remote]}}})
+
+    def one(effect, start=""):
+        (i,) = [r for r in h.world.open_intents() if r.effect == effect and r.params.get("argv", [""])[0].startswith(start)]
+        return i
+
+    h.receipt(one("sys/host.exec@1", "git reset"), "ok", {"exit_code": 0, "stdout": "", "stderr": ""})
+    serve = one("sys/host.exec@1", "python3 -B app.py 40001")
+    h.receipt(serve, "error", {"error": "exit_status", "exit_code": 1, "stdout": "", "stderr": "ImportError: calc"})
+    h.receipt(one("sys/host.exec@1", "python3 -B -c 'import socket"), "error",
+              {"error": "exit_status", "exit_code": 1, "stdout": "", "stderr": "nothing listens on 127.0.0.1:40001"})
+    # the served one is over (no cancel: its server is gone); the url one goes straight to the browser
+    assert not [r for r in h.world.open_intents() if r.effect == "sys/effect.cancel@1"]
+    nav = one("sys/browser.navigate@1")
+    assert nav.params == {"url": "http://127.0.0.1:40002/form"}
+    h.receipt(nav, "ok", {"url": "http://127.0.0.1:40002/form", "title": "Form", "status": 200})
+    page = {"url": "http://127.0.0.1:40002/form", "title": "Form", "snapshot": "- heading \"Form\""}
+    h.receipt(one("sys/browser.snapshot@1"), "ok", page)
+    h.receipt(one("sys/browser.snapshot@1"), "ok", page)
+    h.receipt(one("sys/browser.screenshot@1"), "ok", {"hash": "sha256:" + "ab" * 32, "size": 9, "url": page["url"]})
+    h.receipt(one("sys/browser.logs@1"), "ok", {"entries": [], "dropped": 0, "url": page["url"]})
+    baseline = [r.value["data"] for r in h.journal if getattr(r, "schema", "") == "factory/Audit@1"
+                and r.value["kind"] == "baseline"]
+    assert baseline == [{"integration": 0, "passing": ["remote page"]}]
+    state = h.world.snapshot()
+    fresh = World(m, load_runtimes(m, {}), "j.judge")
+    assert replay(fresh, h.journal) == () and fresh.snapshot() == state
