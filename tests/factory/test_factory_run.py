@@ -65,6 +65,10 @@ def test_a_two_task_job_runs_to_done_explains_and_replays(factory, tmp_path):
     assert json.loads(status.stdout)["status"] == "done"
     listing = factory.cli("factory", "ls")
     assert listing.stdout.startswith("calc\tdone")
+    listed = json.loads(factory.cli("factory", "ls", "--json").stdout)
+    assert [j["job"] for j in listed["jobs"]] == ["calc"]
+    explained = factory.cli("factory", "explain", "calc", "--json")
+    assert explained.returncode == 0 and json.loads(explained.stdout)
 
     # replay: every world of the job, from genesis, derives its journal byte for byte and ends in the state
     # the kernel holds
@@ -186,9 +190,9 @@ def test_a_job_waits_for_a_person_to_approve_its_change(factory, tmp_path):
             if "waiting for a person to approve the change" in line:
                 early = factory.cli("factory", "approve", "nope")
                 assert early.returncode == 1 and "no job 'nope' on this kernel" in early.stderr
-                decided = factory.cli("factory", "approve", "calc", "--by", "alice", "--note", "lgtm")
+                decided = factory.cli("factory", "approve", "calc", "--by", "alice", "--note", "lgtm", "--json")
                 assert decided.returncode == 0, decided.stderr
-                assert decided.stdout.strip() == "job calc: approved by alice (t1)"
+                assert json.loads(decided.stdout)["decision"] == "approve"
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:

@@ -86,6 +86,8 @@ CASES = {
     "world snapshot": (("world", "snapshot"), ["world", "snapshot", "c1"], "doc"),
     "world unquarantine": (("world", "unquarantine"), ["world", "unquarantine", "c1"], "doc"),
     "world fork": (("world", "fork"), ["world", "fork", "c1", "--id", "f1"], "doc"),
+    "world pause": (("world", "pause"), ["world", "pause", "c1"], "doc"),
+    "world resume": (("world", "resume"), ["world", "resume", "c1"], "doc"),  # right after pause: c1 goes on
     "agent run": (("agent", "run"), ["agent", "run", "--twin", "--repo", "{repo}", "--session", "j1", "look around"],
                   "lines"),
     "agent replay": (("agent", "replay"), ["agent", "replay", "r1", "--repo", "{repo}"], "lines"),
@@ -132,9 +134,14 @@ def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> 
     yield prefix
 
 
+# run with --json where a job runs (a job takes the factory's twin model): tests/factory/test_factory_run.py
+COVERED_BY_FACTORY_TESTS = {("factory", "run"), ("factory", "status"), ("factory", "explain"), ("factory", "ls"),
+                            ("factory", "approve")}
+
+
 def test_every_command_has_a_json_case():
-    """Each command the CLI's parser knows is run by the parametrized test below."""
-    assert set(_commands(build_parser())) == {path for path, _, _ in CASES.values()}
+    """Each command the CLI's parser knows is run by the parametrized test below (or the factory's tests)."""
+    assert set(_commands(build_parser())) == {path for path, _, _ in CASES.values()} | COVERED_BY_FACTORY_TESTS
 
 
 def _walk(value):

@@ -113,7 +113,7 @@ def test_a_clean_send_reports_no_trap(env):
     sent = aos(env, "world", "send", "c1", "demo/CounterEvent@1", '{"by": 5}')
     assert (sent.returncode, sent.stdout, sent.stderr) == (0, "event journaled at seq 1\n", "")
     outcome = json.loads(aos(env, "--json", "world", "send", "c1", "demo/CounterEvent@1", '{"by": 1}').stdout)["outcome"]
-    assert outcome == {"steps": 2, "traps": [], "intents": 0, "rejected": 0}
+    assert outcome == {"steps": 2, "traps": [], "intents": 0, "rejected": 0, "queued": False}
 
 
 def test_journal_views_show_which_workflow_trapped_and_why(kernel, env, bundle):
