@@ -184,17 +184,21 @@ class Backend:
     def invalidate(self, universe: str) -> None:
         self._lists.pop(universe, None)
 
+    # the world states the worlds view filters by (a scheduler's backend lists placements instead)
+    world_states: tuple[str, ...] = views.STATES
+
+    async def universes_with_worlds(self) -> list[str]:
+        """Every universe this console's capability reaches that holds a world."""
+        assert self.info is not None
+        if self.info.kind == "kernel":
+            return [u["name"] for u in await self.cap.universes() if u["worlds"]]
+        return [self.info.universe]
+
     async def worlds(self, universe: str, state: str, query: str, sort: str, descending: bool,
                      offset: int, limit: int) -> dict[str, Any]:
-        if state and state not in views.STATES:
-            raise InvalidArgument(f"state {state!r}: use one of {', '.join(views.STATES)}")
-        assert self.info is not None
-        if universe:
-            universes = [universe]
-        elif self.info.kind == "kernel":
-            universes = [u["name"] for u in await self.cap.universes() if u["worlds"]]
-        else:
-            universes = [self.info.universe]
+        if state and state not in self.world_states:
+            raise InvalidArgument(f"state {state!r}: use one of {', '.join(self.world_states)}")
+        universes = [universe] if universe else await self.universes_with_worlds()
         rows: list[dict[str, Any]] = []
         for name in universes:
             rows.extend(await self.world_rows(name))

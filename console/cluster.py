@@ -21,7 +21,7 @@ import asyncio
 import time
 from typing import Any
 
-from aos.errors import InvalidArgument, InvalidToken, KernelUnavailable, PermissionDenied, WorldMoved
+from aos.errors import InvalidToken, KernelUnavailable, PermissionDenied, WorldMoved
 from aos.kernel.client import CapInfo, WorldClient
 from aos.kernel.scheduler.client import SchedulerClient, SchedulerSession, UniverseClient
 from aos.kernel.scheduler.errors import HostUnavailable
@@ -172,22 +172,13 @@ class SchedulerBackend(Backend):
         self._lists[universe] = (time.monotonic(), rows)
         return rows
 
-    async def worlds(self, universe: str, state: str, query: str, sort: str, descending: bool,
-                     offset: int, limit: int) -> dict[str, Any]:
-        if state and state not in PLACEMENT_STATES:
-            raise InvalidArgument(f"state {state!r}: use one of {', '.join(PLACEMENT_STATES)}")
+    world_states = PLACEMENT_STATES
+
+    async def universes_with_worlds(self) -> list[str]:
         assert self.info is not None
-        if universe:
-            universes = [universe]
-        elif self.info.kind == "scheduler":
-            universes = [u["universeId"] for u in await self.scheduler.list_universes() if u["worlds"]]
-        else:
-            universes = [self.info.universe]
-        rows: list[dict[str, Any]] = []
-        for name in universes:
-            rows.extend(await self.world_rows(name))
-        total, page = views.filter_worlds(rows, state, query, sort, descending, offset, min(max(limit, 1), 500))
-        return {"total": total, "offset": offset, "rows": page, "universes": universes}
+        if self.info.kind == "scheduler":
+            return [u["universeId"] for u in await self.scheduler.list_universes() if u["worlds"]]
+        return [self.info.universe]
 
     async def world(self, universe: str, world_id: str) -> dict[str, Any]:
         where = await (await self.universe_cap(universe)).where(world_id)
