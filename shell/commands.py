@@ -170,7 +170,7 @@ async def _cluster_status(ctx: Context) -> Output:
         ("you are in", ctx.session.where()),
     )
     hosts = tuple((h["hostId"], h["address"], str(h["worlds"]), f"{h['load']:g}/{h['capacity']:g}",
-                   "draining" if h["draining"] else (h.get("health") or "live")) for h in s.get("hosts", []))
+                   "draining" if h["draining"] else "live") for h in s.get("hosts", []))
     return [Table(("", ""), head, tuple(("key", "") for _ in head)),
             Table(("HOST", "ADDRESS", "WORLDS", "LOAD", "STATE"), hosts, tuple(("", "dim", "", "", "") for _ in hosts),
                   empty="(no hosts have joined)")]
