@@ -81,8 +81,10 @@ def test_counters_move_with_events_llm_calls_and_storage(metered):
             agent, _ = await (await admin.worlds("agents")).create(agent_doc, {}, "a1")
             await agent.send(COMMAND, start)
 
-            async def answered():
-                return len(twin.requests) == 1 and value(scrape(url), "aos_llm_calls_total") >= 1
+            async def answered():  # the call is counted when it settles, its receipt once journaled after that
+                scraped = scrape(url)
+                return (len(twin.requests) == 1 and value(scraped, "aos_llm_calls_total") >= 1
+                        and value(scraped, "aos_world_receipts_total", universe="agents") >= 1)
 
             await wait_for(answered, timeout=30)
             return counter
