@@ -11,7 +11,7 @@ from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
 from aos.testing import KernelProcess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from worldkit import raw_journal, wait_for_state  # noqa: E402
+from worldkit import raw_journal, wait_for, wait_for_state  # noqa: E402
 
 KEY = "sk-test-world-SECRET-9f8e7d6c5b4a"
 SCRIPT = "test/Script@1"
@@ -115,6 +115,12 @@ def test_a_priced_llm_call_journals_its_cost_as_whole_micro_dollars(llm_kernel, 
             await world.send(SCRIPT, {"effects": [{"effect": "sys/llm.generate@1", "params": params}]})
             # the first priced call imports litellm's cost map in the kernel: seconds on a busy machine
             state = await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 1, timeout=90)
+            # state runs ahead of the journal (the group commit lands just after), so wait on the tail
+
+            async def tailed_receipt():
+                return any(r["kind"] == "receipt" for r in tailed)
+
+            await wait_for(tailed_receipt, timeout=30)
             records, _ = await world.journal(0, 0)
             await subscription.cancel()
             return state, records, tailed

@@ -167,10 +167,13 @@ def test_timeouts(make_twin: Any, which: str) -> None:
     """A stalled provider trips the per-step or total timeout as RequestTimeoutError (not retried)."""
     twin = make_twin("openai")
     twin.script(Turn(ModelTurn(text="never"), faults=Faults(stall_after=0)))
-    timeout = TimeoutConfig(**{which: 0.3})
+    # long enough that the request surely reaches the twin first on a loaded machine: a client that gave
+    # up while still connecting would leave the twin no stalled request to see hung up
+    timeout = TimeoutConfig(**{which: 1.0})
     with pytest.raises(RequestTimeoutError):
         _gen(twin, "go", timeout=timeout, retry_policy=RetryPolicy(max_retries=0))
-    assert twin.wait_for(lambda t: t.disconnects == 1)
+    assert len(twin.requests) == 1
+    assert twin.wait_for(lambda t: t.disconnects == 1, timeout=15)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
