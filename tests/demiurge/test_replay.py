@@ -96,10 +96,12 @@ def _fresh(doc: dict, wasm: dict, docs: dict, snapshot: bytes | None = None) -> 
 def history(tmp_path_factory):
     data = str(tmp_path_factory.mktemp("k"))
     kernel = KernelProcess(data).start()
+    held = {"kernel": kernel, "data": data}
     try:
-        yield run(_history(kernel)) | {"kernel": kernel, "data": data}
+        held = run(_history(kernel)) | held
+        yield held
     finally:
-        kernel.kill()
+        held["kernel"].kill()  # the restart test replaces it: kill the one running now
 
 
 def test_replay_from_genesis_switches_at_the_records_and_ends_identical(history):
