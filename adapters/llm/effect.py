@@ -21,7 +21,11 @@ Params::
      "tools": [{"name": ..., "description": ..., "parameters": {...}}],
      "options": {"temperature", "max_tokens", "reasoning_effort", "tool_choice",
                  "stop_sequences", "provider_options", "max_retries", "timeout"},
-     "stream": true}
+     "stream": true}                           # default: while the world's frames are watched
+
+Without ``stream`` the kernel streams only while someone watches the world's
+frames (``World.tail`` with frames: aos-shell, the console); otherwise it makes
+one plain request. The receipt holds the same response either way.
 
 History by reference (what agent sessions send, ``aos.agents.history``)::
 

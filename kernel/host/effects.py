@@ -220,6 +220,10 @@ class EffectDispatcher:
 
         # a world must not choose where its API key is sent: drop any endpoint it names
         safe = {k: v for k, v in params.items() if k != "base_url"}
+        if "stream" not in safe:
+            # stream while someone watches the world's frames (a shell, the console); a headless
+            # session makes one plain request, cheaper to parse. The receipt is the same response.
+            safe["stream"] = driver.host.frames_watched(universe, driver.world_id)
 
         async def frame(value: Mapping[str, Any]) -> None:
             driver.publish_frame(intent.intent_hash, value)

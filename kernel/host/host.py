@@ -620,6 +620,10 @@ class WorldHost:
 
         return unsubscribe
 
+    def frames_watched(self, universe: str, world_id: str) -> bool:
+        """Whether anyone takes the world's stream frames now (an effect need not stream for no one)."""
+        return bool(self._frame_listeners.get((universe, world_id)))
+
     def publish_frame(self, universe: str, world_id: str, intent_hash: str, frame: Any) -> None:
         for listener in list(self._frame_listeners.get((universe, world_id), ())):
             listener(intent_hash, frame)

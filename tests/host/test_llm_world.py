@@ -132,3 +132,40 @@ def test_a_priced_llm_call_journals_its_cost_as_whole_micro_dollars(llm_kernel, 
     receipt = next(r for r in records if r["kind"] == "receipt")
     assert receipt["payload"]["cost_micro_usd"] == payload["cost_micro_usd"]
     assert any(r["kind"] == "receipt" for r in tailed)  # the tail went on past it
+
+
+def test_a_call_streams_only_while_someone_watches_the_worlds_frames(llm_kernel, twin):
+    """Without ``stream`` in its params, an llm.generate made while nobody takes the world's frames is one
+    plain request; with a frame watcher it streams, and the watcher gets the deltas. Same receipt."""
+    twin.script(ModelTurn(text="unwatched"), ModelTurn(text="watched answer", chunks=["watched ", "answer"]))
+    params = {"provider": "openai", "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    effects = {"effects": [{"effect": "sys/llm.generate@1", "params": params}]}
+
+    async def main():
+        async with await Connection.open(llm_kernel.address) as conn:
+            admin = await conn.restore_kernel(llm_kernel.admin_token)
+            world, _ = await (await admin.worlds("u")).create(manifest(), {}, "watched")
+            records_only = await world.tail(0, _ignore)  # a tail without frames does not count as watching
+            await world.send(SCRIPT, effects)
+            await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 1)
+            frames = []
+
+            async def on_frame(intent_hash, frame):
+                frames.append(frame)
+
+            watching = await world.tail(0, _ignore, on_frame)
+            await world.send(SCRIPT, effects)
+            state = await wait_for_state(world, WORKFLOW, lambda s: len(s["receipts"]) == 2)
+            await watching.cancel()
+            await records_only.cancel()
+            return state, frames
+
+    state, frames = run(main())
+    assert [r.stream for r in twin.requests] == [False, True]
+    texts = [payload["response"]["text"] for _, status, payload in state["receipts"] if status == "ok"]
+    assert texts == ["unwatched", "watched answer"]
+    assert frames and any("watched" in str(f) for f in frames)
+
+
+async def _ignore(*_):
+    return None
