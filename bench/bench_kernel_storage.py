@@ -47,7 +47,7 @@ import pytest
 from benchlib import Figures, Result, Target
 
 from aos.kernel.client import Connection
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.storage.testing import MotoServer
 from aos.testing import KernelProcess
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "storage"))
@@ -101,21 +101,15 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     server = MotoServer().start()
-    saved = {name: os.environ.get(name) for name in (*server.env(), *AWS_VARIABLES_TO_CLEAR)}
-    for name in AWS_VARIABLES_TO_CLEAR:
-        os.environ.pop(name, None)
-    os.environ.update(server.env())
-    os.environ.setdefault("AOS_PYTHON_MODULES", "aos.kernel.world.testing")
-    made = Cluster(server)
     try:
-        yield made
+        with server.environ():
+            os.environ.setdefault("AOS_PYTHON_MODULES", "aos.kernel.world.testing")
+            made = Cluster(server)
+            try:
+                yield made
+            finally:
+                made.close()
     finally:
-        made.close()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
 
 

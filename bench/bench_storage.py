@@ -46,7 +46,7 @@ from benchlib import Figures, Result, Target
 from aos.kernel.storage import LocalObjects, ObjectLogs, ObjectStore, RequestCounter, WorldHeads
 from aos.kernel.storage.layout import journal_op
 from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.storage.testing import MotoServer
 
 SCALE = float(os.environ.get("AOS_BENCH_SCALE", "1"))
 ROUNDS = int(os.environ.get("AOS_BENCH_ROUNDS", "3"))
@@ -79,18 +79,10 @@ class S3Bench:
 def s3() -> Iterator[S3Bench]:
     """A moto server for this module, with the standard AWS variables pointing at it."""
     server = MotoServer().start()
-    saved = {name: os.environ.get(name) for name in (*server.env(), *AWS_VARIABLES_TO_CLEAR)}
-    for name in AWS_VARIABLES_TO_CLEAR:
-        os.environ.pop(name, None)
-    os.environ.update(server.env())
     try:
-        yield S3Bench(server)
+        with server.environ():
+            yield S3Bench(server)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
 
 

@@ -4,12 +4,17 @@
 temporary data directory and two free loopback ports, and waits until it
 answers; ``stop`` ends it and removes the directory. ``SchedulerProcess`` is
 ``KernelProcess`` for ``aos-scheduler``: it waits on the daemon's own "ready"
-line and reads back its address, its admin token and when it leads. Shipped
+line and reads back its address, its admin token and when it leads.
+``running_cluster`` starts a ``LocalCluster``, waits for its hosts to join and
+stops it however the block ends; ``shared_storage_cluster`` does that on a
+fresh bucket of a moto S3 server; ``until`` polls an async condition. Shipped
 with the package so users can test against a cluster the way we do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -20,8 +25,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aos.kernel.storage.testing import MotoServer
 
 ETCD_BINARY = "etcd"
 
@@ -289,3 +299,59 @@ class LocalCluster:
             proc.kill()
         if self.etcd is not None:
             self.etcd.stop()
+
+
+@contextlib.contextmanager
+def shared_storage_cluster(etcd_url: str, moto: MotoServer, *, prefix: str = "aosc-",
+                           env: dict[str, str] | None = None, **options: Any) -> Iterator[LocalCluster]:
+    """A started ``LocalCluster`` (``options``: hosts, capacity, scheduler_args ...) with every host on a fresh
+    bucket of ``moto`` and joined; stopped, its directory removed, when the block ends, however it ends.
+
+    ``etcd_url`` is the etcd (with a key prefix) to use, or "" for one of the cluster's own. While the block
+    runs ``os.environ`` points boto3 at ``moto`` (the test's own clients reach the same server), and it is put
+    back afterwards; the processes get that environment with ``env`` over it. ``prefix`` names the temporary
+    directory under /tmp (unix socket paths must stay short)."""
+    from aos.kernel.storage.objects import S3Objects, make_client
+
+    with moto.environ(), tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as root:
+        bucket = f"aos-{uuid.uuid4().hex[:12]}"
+        S3Objects(make_client(), bucket).ensure_bucket()
+        cluster = LocalCluster(root, storage=f"s3://{bucket}/c", env=dict(os.environ, **(env or {})), **options)
+        with running_cluster(cluster, etcd_url):
+            yield cluster
+
+
+@contextlib.contextmanager
+def running_cluster(cluster: LocalCluster, etcd_url: str = "") -> Iterator[LocalCluster]:
+    """``cluster`` started (on ``etcd_url``, or an etcd of its own) with every host joined; stopped when the
+    block ends, however it ends (a start that fails half way stops what it started)."""
+    try:
+        cluster.start(etcd_url)
+        for kernel in cluster.kernels:
+            cluster.wait_joined(kernel)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60.0, what: str = "condition",
+                retry: tuple[type[Exception], ...] | None = None) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that. An error in ``retry`` (default:
+    ``AosError``, as while a world moves or a host goes away) counts as not yet; the last one is named if
+    ``timeout`` seconds pass first."""
+    if retry is None:
+        from aos.errors import AosError
+
+        retry = (AosError,)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Exception | None = None
+    while loop.time() < deadline:
+        try:
+            value = await check()
+            if value:
+                return value
+        except retry as exc:
+            last = exc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met in {timeout}s (last error: {last!r})")

@@ -20,6 +20,7 @@ what another process, a kernel, cost in S3 requests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import subprocess
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,24 @@ class MotoServer:
             "AWS_CONFIG_FILE": none,
             "AWS_SHARED_CREDENTIALS_FILE": none,
         }
+
+    @contextlib.contextmanager
+    def environ(self) -> Iterator[None]:
+        """``os.environ`` with ``env()`` set and ``AWS_VARIABLES_TO_CLEAR`` unset while the block runs (boto3 in
+        this process reaches this server), put back as it was afterwards."""
+        values = self.env()
+        saved = {name: os.environ.get(name) for name in (*AWS_VARIABLES_TO_CLEAR, *values)}
+        for name in AWS_VARIABLES_TO_CLEAR:
+            os.environ.pop(name, None)
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def requests(self) -> dict[str, int]:
         """Requests served so far by HTTP method (every client of this server)."""

@@ -9,11 +9,9 @@ Screenshots go to ``$AOS_CONSOLE_SHOTS`` when set (docs/console/ is made that wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +19,8 @@ import pytest
 
 from aos.kernel.client import run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, etcd_binary
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import LocalCluster, etcd_binary, shared_storage_cluster
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.loader import read_bundle
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,21 +44,12 @@ def scheduler(cluster: LocalCluster, work: Any, token: str = "") -> Any:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("console-cluster")
-    saved = {name: os.environ.get(name) for name in [*AWS_VARIABLES_TO_CLEAR, "AWS_ENDPOINT_URL"]}
     moto = MotoServer().start()
-    etcd = EtcdProcess(log_path=str(root / "etcd.log")).start()
-    for name in AWS_VARIABLES_TO_CLEAR:
-        os.environ.pop(name, None)
-    os.environ.update(moto.env())
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    home = tempfile.mkdtemp(prefix="aosq-", dir="/tmp")  # unix socket paths are short
-    cluster = LocalCluster(home, hosts=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10)
+    stack = contextlib.ExitStack()
     consoles: list[ConsoleProcess] = []
     try:
-        cluster.start(f"{etcd.url}/console")
-        for kernel in cluster.kernels:
-            cluster.wait_joined(kernel)
+        # its own etcd (the cluster's), a scheduler and two hosts on a bucket of moto
+        cluster = stack.enter_context(shared_storage_cluster("", moto, prefix="aosq-", hosts=2, capacity=10))
         doc, wasm = read_bundle(os.path.join(EXAMPLES, "counter"))
 
         async def worlds(s: SchedulerSession) -> str:
@@ -100,15 +88,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         for c in consoles:
             c.stop()
-        cluster.stop()
-        etcd.stop()
+        stack.close()
         moto.stop()
-        shutil.rmtree(home, ignore_errors=True)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

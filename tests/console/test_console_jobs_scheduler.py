@@ -5,14 +5,13 @@ second job waiting for approval is approved through the console (audited) and it
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
-import uuid
 from typing import Any
 
 import pytest
@@ -23,9 +22,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "factory"))
 from consolekit import ConsoleProcess  # noqa: E402
 from factorykit import Factory, FactoryModel, make_repo, write_job  # noqa: E402
 
-from aos.kernel.scheduler.testing import LocalCluster, etcd_binary  # noqa: E402
-from aos.kernel.storage.objects import S3Objects, make_client  # noqa: E402
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer  # noqa: E402
+from aos.kernel.scheduler.testing import etcd_binary, shared_storage_cluster  # noqa: E402
+from aos.kernel.storage.testing import MotoServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -34,25 +32,19 @@ def test_a_job_placed_by_the_scheduler_shows_in_the_console(tmp_path):
     if etcd_binary() is None:
         pytest.skip("etcd is not installed: `./run setup` installs Debian's etcd-server")
     factory = Factory(tmp_path, FactoryModel())
-    moto = MotoServer().start()
     work = tmp_path / "clones"
     work.mkdir()
     repo = make_repo(tmp_path)
     job = write_job(tmp_path, repo)
     console = None
-    with tempfile.TemporaryDirectory(prefix="aosc-", dir="/tmp") as root, pytest.MonkeyPatch.context() as mp:
-        for name in AWS_VARIABLES_TO_CLEAR:
-            mp.delenv(name, raising=False)
-        for name, value in moto.env().items():
-            mp.setenv(name, value)
-        bucket = f"aos-{uuid.uuid4().hex[:12]}"
-        S3Objects(make_client(), bucket).ensure_bucket()
-        c = LocalCluster(root, hosts=2, storage=f"s3://{bucket}/j", env={**os.environ, **factory.env}, capacity=10,
-                         host_args=[["--grant-host", str(work)]] * 2)
+    with contextlib.ExitStack() as cleanup:  # last in, first out: the console, the cluster, moto, the factory
+        cleanup.callback(factory.close)
+        moto = MotoServer().start()
+        cleanup.callback(moto.stop)
+        # the cluster's own etcd; the hosts get the factory's environment over the test's
+        c = cleanup.enter_context(shared_storage_cluster("", moto, prefix="aosc-", env=factory.env, hosts=2,
+                                                         capacity=10, host_args=[["--grant-host", str(work)]] * 2))
         try:
-            c.start()
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
             factory.env.update(moto.env())
             done = subprocess.run([sys.executable, "-m", "aos.cli", "--token-file", c.scheduler.token_path, "factory",
                                    "run", str(job), "--scheduler", c.addresses, "--workdir", str(work)],
@@ -110,6 +102,3 @@ def test_a_job_placed_by_the_scheduler_shows_in_the_console(tmp_path):
         finally:
             if console is not None:
                 console.stop()
-            c.stop()
-            moto.stop()
-            factory.close()

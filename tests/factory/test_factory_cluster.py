@@ -4,13 +4,12 @@ SIGKILLed mid-task the job still completes, with every task done once and no res
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,9 +19,8 @@ from factorykit import Factory, FactoryModel, make_repo, write_job  # noqa: E402
 
 from aos.kernel.client import run  # noqa: E402
 from aos.kernel.scheduler.client import SchedulerSession  # noqa: E402
-from aos.kernel.scheduler.testing import LocalCluster, etcd_binary  # noqa: E402
-from aos.kernel.storage.objects import S3Objects, make_client  # noqa: E402
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer  # noqa: E402
+from aos.kernel.scheduler.testing import LocalCluster, etcd_binary, shared_storage_cluster  # noqa: E402
+from aos.kernel.storage.testing import MotoServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -32,29 +30,17 @@ def cluster_factory(tmp_path) -> Iterator[tuple[Factory, LocalCluster, str]]:
     if etcd_binary() is None:
         pytest.skip("etcd is not installed: `./run setup` installs Debian's etcd-server")
     factory = Factory(tmp_path, FactoryModel())
-    moto = MotoServer().start()
     work = tmp_path / "clones"
     work.mkdir()
-    with tempfile.TemporaryDirectory(prefix="aosf-", dir="/tmp") as root, pytest.MonkeyPatch.context() as mp:
-        for name in AWS_VARIABLES_TO_CLEAR:
-            mp.delenv(name, raising=False)
-        for name, value in moto.env().items():
-            mp.setenv(name, value)
-        bucket = f"aos-{uuid.uuid4().hex[:12]}"
-        S3Objects(make_client(), bucket).ensure_bucket()
-        env = {**os.environ, **factory.env}
-        c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/f", env=env, capacity=10,
-                         host_args=[["--grant-host", str(work)]] * 3)
-        try:
-            c.start()
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            factory.env.update({k: v for k, v in moto.env().items()})
-            yield factory, c, str(work)
-        finally:
-            c.stop()
-            moto.stop()
-            factory.close()
+    with contextlib.ExitStack() as cleanup:  # last in, first out: the cluster, moto, the factory
+        cleanup.callback(factory.close)
+        moto = MotoServer().start()
+        cleanup.callback(moto.stop)
+        # the cluster's own etcd; the hosts get the factory's environment over the test's
+        c = cleanup.enter_context(shared_storage_cluster("", moto, prefix="aosf-", env=factory.env, hosts=3,
+                                                         capacity=10, host_args=[["--grant-host", str(work)]] * 3))
+        factory.env.update({k: v for k, v in moto.env().items()})
+        yield factory, c, str(work)
 
 
 async def _host_of(c: LocalCluster, world: str) -> str:

@@ -16,22 +16,19 @@ import gc
 import os
 import random
 import signal
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from aos.errors import AosError, KernelUnavailable
+from aos.errors import KernelUnavailable
 from aos.kernel.client import run
 from aos.kernel.process import KernelStartError
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster, SchedulerProcess
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import LocalCluster, SchedulerProcess, shared_storage_cluster, until
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.loader import read_bundle
 from aos.kernel.world.records import decode_record
 from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
@@ -62,23 +59,10 @@ def seed() -> int:
 
 
 @pytest.fixture
-def cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    with tempfile.TemporaryDirectory(prefix="aosx-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=3, schedulers=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=20,
-                         host_args=[["--python-module", SCRIPTED_MODULE]] * 3)
-        try:
-            c.start(etcd)
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            yield c
-        finally:
-            c.stop()
+def cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    with shared_storage_cluster(etcd, moto_server, prefix="aosx-", hosts=3, schedulers=2, capacity=20,
+                                host_args=[["--python-module", SCRIPTED_MODULE]] * 3) as c:
+        yield c
 
 
 @dataclass
@@ -101,21 +85,6 @@ class Timeline(list[str]):
 
     def note(self, text: str) -> None:
         self.append(f"{time.monotonic() - self.started:.1f}s {text}")
-
-
-async def until(check: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Exception | None = None
-    while loop.time() < deadline:
-        try:
-            value = await check()
-            if value:
-                return value
-        except AosError as exc:
-            last = exc
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met in {timeout}s (last error: {last!r})")
 
 
 def portal_manifest() -> dict[str, Any]:

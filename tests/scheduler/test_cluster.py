@@ -17,7 +17,7 @@ from aos.errors import PermissionDenied, UnknownWorld
 from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.client import SchedulerSession
 from aos.kernel.scheduler.errors import NoHost, QuotaExceeded, UniverseNotEmpty
-from aos.kernel.scheduler.testing import LocalCluster
+from aos.kernel.scheduler.testing import LocalCluster, running_cluster
 from aos.kernel.world.loader import read_bundle
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
@@ -27,13 +27,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
 def cluster(etcd: str) -> Iterator[LocalCluster]:
     with tempfile.TemporaryDirectory(prefix="aosc-", dir="/tmp") as root:
         c = LocalCluster(root, hosts=2, capacity=3, host_args=[["--label", "zone=a"], ["--label", "zone=b"]])
-        try:
-            c.start(etcd)
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
+        with running_cluster(c, etcd):
             yield c
-        finally:
-            c.stop()
 
 
 def counter() -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -4,22 +4,17 @@ host is killed, fires that timer on its new host, once.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from aos.errors import AosError
 from aos.kernel.client import run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import LocalCluster, shared_storage_cluster, until
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.loader import read_bundle
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
@@ -28,36 +23,9 @@ DELAY_NS = 8_000_000_000
 
 
 @pytest.fixture
-def shared_cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    with tempfile.TemporaryDirectory(prefix="aost-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10)
-        try:
-            c.start(etcd)
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            yield c
-        finally:
-            c.stop()
-
-
-async def until(check: Any, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Exception | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            value = await check()
-            if value:
-                return value
-        except AosError as exc:
-            last = exc
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met in {timeout}s (last error: {last})")
+def shared_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    with shared_storage_cluster(etcd, moto_server, prefix="aost-", hosts=3, capacity=10) as c:
+        yield c
 
 
 async def timer_state(s: SchedulerSession, world: str) -> tuple[str, dict[str, int] | None]:

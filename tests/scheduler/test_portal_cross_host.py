@@ -11,7 +11,6 @@ import collections
 import contextlib
 import os
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,9 +20,8 @@ import pytest
 from aos.errors import AosError, InvalidArgument, PermissionDenied, WorldMoved
 from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, shared_storage_cluster, until
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world import cbor
 from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
 
@@ -65,23 +63,9 @@ def sends(dest: str, ids: list[str]) -> dict[str, Any]:
 @contextlib.contextmanager
 def running_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
     """etcd (a fresh prefix), a scheduler and 3 hosts on one moto bucket, each running the scripted workflow."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in AWS_VARIABLES_TO_CLEAR:
-            env.delenv(name, raising=False)
-        for name, value in moto_server.env().items():
-            env.setenv(name, value)
-        bucket = f"aos-{uuid.uuid4().hex[:12]}"
-        S3Objects(make_client(), bucket).ensure_bucket()
-        with tempfile.TemporaryDirectory(prefix="aosp-", dir="/tmp") as root:
-            c = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10,
-                             host_args=[["--python-module", SCRIPTED_MODULE]] * 3)
-            try:
-                c.start(etcd)
-                for kernel in c.kernels:
-                    c.wait_joined(kernel)
-                yield c
-            finally:
-                c.stop()
+    with shared_storage_cluster(etcd, moto_server, prefix="aosp-", hosts=3, capacity=10,
+                                host_args=[["--python-module", SCRIPTED_MODULE]] * 3) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +80,6 @@ def own_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
     """A cluster of the test's own (it kills a host)."""
     with running_cluster(etcd, moto_server) as c:
         yield c
-
-
-async def until(check: Any, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Exception | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            value = await check()
-            if value:
-                return value
-        except AosError as exc:
-            last = exc
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met in {timeout}s (last error: {last})")
 
 
 def session(c: LocalCluster) -> Any:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import urllib.request
-import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,32 +15,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aos.kernel.client import run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import LocalCluster, shared_storage_cluster
+from aos.kernel.scheduler.testing import until as _until
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.loader import read_bundle
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
 
 
 @pytest.fixture
-def metered_cluster(etcd: str, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    env = dict(os.environ, AOS_METRICS="127.0.0.1:0")  # the scheduler (and each host) serve metrics
-    with tempfile.TemporaryDirectory(prefix="aosm-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=2, storage=f"s3://{bucket}/c", env=env, capacity=10)
-        try:
-            c.start(etcd)
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            yield c
-        finally:
-            c.stop()
+def metered_cluster(etcd: str, moto_server: MotoServer) -> Iterator[LocalCluster]:
+    env = {"AOS_METRICS": "127.0.0.1:0"}  # the scheduler (and each host) serve metrics
+    with shared_storage_cluster(etcd, moto_server, prefix="aosm-", env=env, hosts=2, capacity=10) as c:
+        yield c
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -59,14 +45,7 @@ def total(samples: dict[str, Any], name: str) -> float:
     return sum(v for _, v in samples.get(name, []))
 
 
-async def until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met in {timeout}s")
+until = partial(_until, timeout=30.0, retry=())  # quick conditions, and any error fails the test at once
 
 
 def test_scheduler_metrics_count_placements_moves_failovers_and_hosts(metered_cluster: LocalCluster) -> None:

@@ -22,7 +22,7 @@ import pytest
 from aos.errors import KernelUnavailable
 from aos.kernel.client import TlsOptions, run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import LocalCluster
+from aos.kernel.scheduler.testing import LocalCluster, running_cluster
 from aos.kernel.world.loader import read_bundle
 from aos.testing import self_signed_certificate
 
@@ -47,13 +47,8 @@ def cluster(etcd_server: Any, certs: dict[str, str]) -> Iterator[LocalCluster]:
     tls = ["--tls-cert", certs["cert"], "--tls-key", certs["key"], "--tls-ca", certs["cert"]]
     with tempfile.TemporaryDirectory(prefix="aost-", dir="/tmp") as root:
         c = LocalCluster(root, hosts=2, scheduler_args=tls, host_args=[tls, tls])
-        try:
-            c.start(f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}")
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
+        with running_cluster(c, f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}"):
             yield c
-        finally:
-            c.stop()
 
 
 def _env() -> dict[str, str]:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +19,8 @@ import pytest
 
 from aos.kernel.client import run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, shared_storage_cluster
+from aos.kernel.storage.testing import MotoServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COUNTER = os.path.join(REPO, "examples", "counter")
@@ -32,23 +30,10 @@ PROMPT_IN_C3 = r"u/c3(?:\x1b\[[0-9;?]*[A-Za-z])*>"  # prompt_toolkit draws escap
 @pytest.fixture(scope="module")
 def cluster(etcd_server: EtcdProcess, moto_server: MotoServer) -> Iterator[LocalCluster]:
     """One cluster (2 hosts on S3, universe ``u``) for the module: each test uses worlds of its own."""
-    with pytest.MonkeyPatch.context() as monkeypatch, \
-            tempfile.TemporaryDirectory(prefix="aossh-", dir="/tmp") as root:
-        for name in AWS_VARIABLES_TO_CLEAR:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in moto_server.env().items():
-            monkeypatch.setenv(name, value)
-        bucket = f"aos-{uuid.uuid4().hex[:12]}"
-        S3Objects(make_client(), bucket).ensure_bucket()
-        c = LocalCluster(root, hosts=2, storage=f"s3://{bucket}/c", env=dict(os.environ), capacity=10)
-        try:
-            c.start(f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}")
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
-            _admin(c, lambda s: s.scheduler.create_universe("u"))
-            yield c
-        finally:
-            c.stop()
+    with shared_storage_cluster(f"{etcd_server.url}/t{uuid.uuid4().hex[:12]}", moto_server, prefix="aossh-",
+                                hosts=2, capacity=10) as c:
+        _admin(c, lambda s: s.scheduler.create_universe("u"))
+        yield c
 
 
 def _env() -> dict[str, str]:
