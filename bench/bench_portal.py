@@ -35,9 +35,8 @@ from benchlib import Figures, Result, Target
 
 from aos.kernel.client import Connection, run
 from aos.kernel.scheduler.client import SchedulerSession
-from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, etcd_binary
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, etcd_binary, running_cluster, shared_storage_cluster
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.testing import SCRIPTED_MODULE, SCRIPTED_SCHEMAS
 
 SCALE = float(os.environ.get("AOS_BENCH_SCALE", "1"))
@@ -88,29 +87,18 @@ def moto() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(params=["s3", "local"])
-def cluster(request: pytest.FixtureRequest, etcd_server: EtcdProcess, moto: MotoServer,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
+def cluster(request: pytest.FixtureRequest, etcd_server: EtcdProcess, moto: MotoServer) -> Iterator[LocalCluster]:
     """Two hosts on shared storage (``s3``: every commit reaches the S3 log), or each on its own RocksDB
     (``local``: worlds pinned to their host; the same portal path without the S3 PUTs)."""
-    storage = ""
+    etcd_url = f"{etcd_server.url}/b{uuid.uuid4().hex[:8]}"
+    options: dict[str, Any] = {"hosts": 2, "host_args": [["--python-module", SCRIPTED_MODULE]] * 2}
     if request.param == "s3":
-        for name in AWS_VARIABLES_TO_CLEAR:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in moto.env().items():
-            monkeypatch.setenv(name, value)
-        bucket = f"aos-{uuid.uuid4().hex[:12]}"
-        S3Objects(make_client(), bucket).ensure_bucket()
-        storage = f"s3://{bucket}/b"
-    with tempfile.TemporaryDirectory(prefix="aosbp-", dir="/tmp") as root:
-        c = LocalCluster(root, hosts=2, storage=storage, env=dict(os.environ),
-                         host_args=[["--python-module", SCRIPTED_MODULE]] * 2)
-        try:
-            c.start(f"{etcd_server.url}/b{uuid.uuid4().hex[:8]}")
-            for kernel in c.kernels:
-                c.wait_joined(kernel)
+        with shared_storage_cluster(etcd_url, moto, prefix="aosbp-", **options) as c:
             yield c
-        finally:
-            c.stop()
+        return
+    with tempfile.TemporaryDirectory(prefix="aosbp-", dir="/tmp") as root, \
+            running_cluster(LocalCluster(root, env=dict(os.environ), **options), etcd_url) as c:
+        yield c
 
 
 def test_portal_latency(benchmark: Any, figures: Figures, cluster: LocalCluster) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,9 +43,8 @@ from aos.kernel.client import run
 from aos.kernel.scheduler import place
 from aos.kernel.scheduler.client import SchedulerSession
 from aos.kernel.scheduler.layout import Keys, Placement, UniverseRecord, slot_of, slot_to, to_json
-from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, etcd_binary
-from aos.kernel.storage.objects import S3Objects, make_client
-from aos.kernel.storage.testing import AWS_VARIABLES_TO_CLEAR, MotoServer
+from aos.kernel.scheduler.testing import EtcdProcess, LocalCluster, etcd_binary, shared_storage_cluster
+from aos.kernel.storage.testing import MotoServer
 from aos.kernel.world.loader import read_bundle
 
 SCALE = float(os.environ.get("AOS_BENCH_SCALE", "1"))
@@ -149,22 +147,10 @@ def moto() -> Iterator[MotoServer]:
 
 
 @pytest.fixture
-def shared_cluster(etcd_server: EtcdProcess, moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"aos-{uuid.uuid4().hex[:12]}"
-    S3Objects(make_client(), bucket).ensure_bucket()
-    with tempfile.TemporaryDirectory(prefix="aosb-", dir="/tmp") as root:
-        cluster = LocalCluster(root, hosts=3, storage=f"s3://{bucket}/b", env=dict(os.environ), lease_ttl=LEASE_TTL)
-        try:
-            cluster.start(f"{etcd_server.url}/b{uuid.uuid4().hex[:8]}")
-            for kernel in cluster.kernels:
-                cluster.wait_joined(kernel)
-            yield cluster
-        finally:
-            cluster.stop()
+def shared_cluster(etcd_server: EtcdProcess, moto: MotoServer) -> Iterator[LocalCluster]:
+    with shared_storage_cluster(f"{etcd_server.url}/b{uuid.uuid4().hex[:8]}", moto, prefix="aosb-", hosts=3,
+                                lease_ttl=LEASE_TTL) as cluster:
+        yield cluster
 
 
 async def serving(s: SchedulerSession, world: str, host: str, count: int) -> None:
