@@ -22,6 +22,10 @@ How it works (the storage side is ``kernel/storage/hosting.py``):
 - **At start** every local world is checked against its head: still ours
   (re-acquired: a new log generation), or gone (released before a crash,
   or taken over while we were down), which leaves a tombstone.
+- **Lost while here**: a world the scheduler placed on another host whose
+  head no longer names this one (owned again at a restart during our own
+  failover, then taken over) is dropped locally with a tombstone
+  (``drop_lost``), writing nothing to shared storage.
 """
 
 from __future__ import annotations
@@ -226,6 +230,45 @@ class HandOver:
         self.releases += 1
         log.info("event=world_released universe=%s world=%s height=%d", universe, world_id, height)
         return placement(head)
+
+    async def drop_lost(self, universe: str, world_id: str, placed_on: str) -> bool:
+        """Forget a world the scheduler gave another host (``placed_on``) that no longer names this one
+        in its head: stopped and dropped here, local only, leaving a tombstone, so calls on it get
+        ``WorldMoved``. False (kept) if it is not here, or its head still names this host: then the
+        host given it takes it over by fencing this one's log, which holds all it acknowledged here.
+
+        A host restarted during its own failover owns again at start a world the leader then hands
+        to another host; its copy goes stale once that host takes it over and writes, and must not
+        answer reads (nor make its agent think it holds the world when it is assigned back)."""
+        host = self.host
+        async with self._lock(universe, world_id):
+            if host.registry.get(universe, world_id) is None:
+                return False
+            head = await self.storage.head(universe, world_id)
+            if head is None or head.owner == self.storage.host_id:
+                return False
+            world = (universe, world_id)
+            self.releasing.add(world)  # calls meanwhile: WorldMoved
+            try:
+                meta = await host.detach(universe, world_id)
+                height = host.services.journal.head(journal_universe(universe), world_id).durable
+                holder = f"taken over by host {head.owner}" if head.owner else "released"
+                tomb = Tombstone(meta, f"{holder} (placed on host {placed_on})", _now_ms(), height)
+                storage = self.storage
+                # between two turns, as a release's drop is: nothing is written to shared storage
+                await storage._on_commit_thread(lambda: storage.drop_local(universe, world_id, [tomb.op()]))
+            except BaseException:
+                if host.registry.get(universe, world_id) is None and self.storage.store.get(
+                        "worlds", key(universe, world_id)) is not None:
+                    host.registry.load(universe, world_id)  # still here: the agent's next look tries again
+                raise
+            finally:
+                self.releasing.discard(world)
+            self.moved[world] = tomb
+            self._forget_caches(universe, world_id)
+        log.warning("event=world_dropped world=%s/%s holder=%s placed_on=%s height=%d", universe, world_id,
+                    head.owner or "-", placed_on, height)
+        return True
 
     async def acquire(self, universe: str, world_id: str, takeover: bool = False,
                       explicit: bool = False) -> tuple[WorldMeta, dict[str, Any]]:

@@ -499,6 +499,10 @@ class WorldHost:
         and wake it here."""
         return await self._handover().acquire(universe, world_id, take_over, explicit=True)
 
+    async def drop_lost(self, universe: str, world_id: str, placed_on: str) -> bool:
+        """Forget, locally, a world the scheduler placed on another host that took it (``HandOver.drop_lost``)."""
+        return await self._handover().drop_lost(universe, world_id, placed_on)
+
     async def locate(self, universe: str, world_id: str, on_released: str = "allow") -> None:
         """Raise ``UnknownWorld``/``WorldMoved`` unless calls on the world can go ahead here."""
         if self.handover is None:

@@ -20,7 +20,11 @@ How it works:
    acquires it without fencing this one. Acquire and release are the
    kernel's own ``WorldHost.acquire``/``release`` (shared storage); a kernel
    without them advertises no storage, so the scheduler pins its worlds to it
-   and never asks it to move one (``WorldMover.supported``).
+   and never asks it to move one (``WorldMover.supported``). A world still
+   here that the view places on another host (not handed over by this one)
+   was owned again at a restart during this host's own failover: once its
+   head names this host no more it is dropped locally (``drop_lost``), so it
+   answers ``WorldMoved``, not reads from a stale copy.
 
 If the lease is lost (etcd away longer than the TTL) the agent joins again
 with a new lease; by then its worlds may be elsewhere, and storage fencing
@@ -161,6 +165,14 @@ class WorldMover:
 
     async def release(self, universe: str, world: str) -> None:
         await self.services.worlds.release(universe, world)  # type: ignore[attr-defined]
+
+    def holds(self, universe: str, world: str) -> bool:
+        """In this kernel's registry now (a lookup that costs no error for the many worlds not here)."""
+        return self.services.worlds.registry.get(universe, world) is not None
+
+    async def drop(self, universe: str, world: str, placed_on: str) -> bool:
+        """Forget locally a world placed on another host that took it (False: kept, its head names us)."""
+        return bool(await self.services.worlds.drop_lost(universe, world, placed_on))  # type: ignore[attr-defined]
 
 
 class HostAgent:
@@ -330,8 +342,21 @@ class HostAgent:
         return sizes
 
     async def _follow(self, view: ClusterView) -> None:
-        """Acquire what is newly assigned here, release what moved away."""
-        now = {p.key: p for p in view.placements() if p.host == self.host_id}
+        """Acquire what is newly assigned here, release what moved away, drop what another host took."""
+        placements = view.placements()
+        now = {p.key: p for p in placements if p.host == self.host_id}
+        if self.mover.supported:
+            for placement in placements:
+                # still here but placed on another host (not by a hand-over from us), or being handed to us
+                # by another: owned again at a restart during our own failover (or kept through a lost
+                # lease) while the leader gave it away. Dropped locally once its head names us no more, so
+                # it answers no read from a stale copy, and is acquired afresh when it is assigned here
+                elsewhere = placement.host not in ("", self.host_id) and placement.previous != self.host_id
+                coming = placement.host == self.host_id and placement.previous not in ("", self.host_id)
+                if ((elsewhere or coming) and placement.key not in self._busy
+                        and self.mover.holds(placement.universe, placement.world)):
+                    self._busy.add(placement.key)
+                    asyncio.ensure_future(self._drop(placement))
         for key, placement in now.items():
             # epoch 1 is the world's creation on this host, by the scheduler through our Kernel cap:
             # nothing to acquire (and acquiring while the create runs would race it)
@@ -353,6 +378,14 @@ class HostAgent:
             log.info("event=acquired world=%s epoch=%d", placement.key, placement.epoch)
         except AosError as exc:
             log.warning("event=acquire_failed world=%s error=%r", placement.key, str(exc)[:200])
+        finally:
+            self._busy.discard(placement.key)
+
+    async def _drop(self, placement: Placement) -> None:
+        try:
+            await self.mover.drop(placement.universe, placement.world, placement.host)
+        except AosError as exc:
+            log.warning("event=drop_failed world=%s error=%r", placement.key, str(exc)[:200])
         finally:
             self._busy.discard(placement.key)
 

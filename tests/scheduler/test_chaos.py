@@ -45,9 +45,9 @@ HOSTS = ("host0", "host1", "host2")
 HOST_STOPPED = ("the journal write failed", "storage write failed",
                 "the kernel's storage failed; it accepts no more writes")
 # A killed host is restarted once its worlds serve elsewhere. AOS_CHAOS_QUICK_RESTART=1 also restarts
-# some at once, during their own failover: a known gap (docs/scheduler.md, "Not built yet") where the
-# restarted host may reacquire a world the leader handed to another host, and serve stale reads of it
-# until it is fenced; the run then fails its checks now and then.
+# some at once, during their own failover: the restarted host may reacquire a world the leader handed to
+# another host, and its agent drops it locally once that host took it (docs/scheduler.md, "A host
+# restarting during its own failover"; tests/scheduler/test_restart_during_failover.py makes it happen).
 QUICK_RESTART = os.environ.get("AOS_CHAOS_QUICK_RESTART") == "1"
 
 
