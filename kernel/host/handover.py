@@ -254,9 +254,7 @@ class HandOver:
                 height = host.services.journal.head(journal_universe(universe), world_id).durable
                 holder = f"taken over by host {head.owner}" if head.owner else "released"
                 tomb = Tombstone(meta, f"{holder} (placed on host {placed_on})", _now_ms(), height)
-                storage = self.storage
-                # between two turns, as a release's drop is: nothing is written to shared storage
-                await storage._on_commit_thread(lambda: storage.drop_local(universe, world_id, [tomb.op()]))
+                await self.storage.forget_local(universe, world_id, [tomb.op()])
             except BaseException:
                 if host.registry.get(universe, world_id) is None and self.storage.store.get(
                         "worlds", key(universe, world_id)) is not None:

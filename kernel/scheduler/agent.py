@@ -147,11 +147,8 @@ class WorldMover:
         self.supported = storage is not None and hasattr(host, "acquire") and hasattr(host, "release")
 
     def has(self, universe: str, world: str) -> bool:
-        try:
-            self.services.worlds.meta(universe, world)
-        except AosError:
-            return False
-        return True
+        """In this kernel's registry now (a lookup, no error raised, for the many worlds not here)."""
+        return self.services.worlds.registry.get(universe, world) is not None
 
     async def acquire(self, universe: str, world: str, take_over: bool) -> None:
         """Take the world; ``take_over`` when its previous host died without handing it over (fences it)."""
@@ -165,10 +162,6 @@ class WorldMover:
 
     async def release(self, universe: str, world: str) -> None:
         await self.services.worlds.release(universe, world)  # type: ignore[attr-defined]
-
-    def holds(self, universe: str, world: str) -> bool:
-        """In this kernel's registry now (a lookup that costs no error for the many worlds not here)."""
-        return self.services.worlds.registry.get(universe, world) is not None
 
     async def drop(self, universe: str, world: str, placed_on: str) -> bool:
         """Forget locally a world placed on another host that took it (False: kept, its head names us)."""
@@ -354,7 +347,7 @@ class HostAgent:
                 elsewhere = placement.host not in ("", self.host_id) and placement.previous != self.host_id
                 coming = placement.host == self.host_id and placement.previous not in ("", self.host_id)
                 if ((elsewhere or coming) and placement.key not in self._busy
-                        and self.mover.holds(placement.universe, placement.world)):
+                        and self.mover.has(placement.universe, placement.world)):
                     self._busy.add(placement.key)
                     asyncio.ensure_future(self._drop(placement))
         for key, placement in now.items():

@@ -390,6 +390,10 @@ class HostStorage:
         self.store.write(self.local_world_ops(universe, world) + [Op("meta", ACQUIRING + key(universe, world), None)]
                          + extra)
 
+    async def forget_local(self, universe: str, world: str, extra: list[Op]) -> None:
+        """``drop_local`` between two commit turns, as a release's drop is: nothing reaches shared storage."""
+        await self._on_commit_thread(lambda: self.drop_local(universe, world, extra))
+
     async def checkpoint(self, universe: str, world: str) -> WorldHead | None:
         """Flush what the world committed so far (a cut between two turns); None if it is not owned here."""
         assert self.heads is not None
