@@ -337,6 +337,12 @@ async def _scheduled(args: argparse.Namespace, session: Any) -> Any:
     from aos.cli_world import load_bundle_doc
     from aos.kernel.scheduler.agent import parse_labels
 
+    if args.command == "status":  # `aos status` holding a scheduler token: the cluster's own status
+        return {"cluster": await session.scheduler.status()}
+    if args.command in ("cas", "journal"):  # a kernel's own stores: a scheduler has none
+        raise InvalidArgument(f"`aos {args.command}` needs a host kernel's token (CAS and raw journals are a "
+                              "kernel's); this is a scheduler: use `aos world ...` and `aos universe ...`, or "
+                              "--connect a host with --token-file its admin.token")
     action = args.action
     if args.command == "universe":
         if action == "create":
@@ -392,7 +398,7 @@ async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> An
 
 def _printed(args: argparse.Namespace, result: Any) -> Any:
     """Print what this module knows how to print and return None; hand anything else back to cli.py."""
-    mine = ("placement", "placements", "universe", "universes", "deleted")
+    mine = ("placement", "placements", "universe", "universes", "deleted", "cluster")
     if not isinstance(result, dict) or not any(k in result for k in mine):
         return result
     from aos.cli import dump_json
@@ -400,7 +406,17 @@ def _printed(args: argparse.Namespace, result: Any) -> Any:
     if args.json:
         print(dump_json(result, pretty=True))
         return None
-    if "universes" in result:
+    if "cluster" in result:
+        cluster = result["cluster"]
+        leader = cluster.get("leader") or {}
+        print(f"scheduler leader {leader.get('address') or '(none)'}  universes {len(cluster['universes'])}  "
+              f"worlds waiting for a host {cluster['waiting']}  etcd keys {cluster['etcdKeys']}")
+        rows = [("HOST", "ADDRESS", "STATE", "WORLDS", "LOAD")]
+        for h in cluster["hosts"]:
+            rows.append((h["hostId"], h["address"], "draining" if h["draining"] else "live", str(h["worlds"]),
+                         f"{h['load']:g}/{h['capacity']:g}"))
+        _table(rows, "(no hosts)")
+    elif "universes" in result:
         rows = [("UNIVERSE", "NAME", "WORLDS", "QUOTA", "STORED")]
         for u in result["universes"]:
             quota = f"{u['quota']['worlds'] or '-'} worlds, {u['quota']['bytes'] or '-'} bytes"
