@@ -19,12 +19,14 @@ find the cluster from ``cluster.json`` when no ``--connect`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aos.kernel.scheduler.client  # noqa: F401  (the CLI restores scheduler and universe tokens too)
@@ -378,8 +380,10 @@ async def _scheduled(args: argparse.Namespace, session: Any) -> Any:
     return await run_world(args, UniverseWorlds(session, universe), None)
 
 
-async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> Any:
-    """``aos world ...`` when the token restored a Scheduler or Universe capability (cli.py hands over)."""
+@contextlib.asynccontextmanager
+async def scheduler_session(args: argparse.Namespace, conn: Any) -> AsyncIterator[Any]:
+    """A SchedulerSession on ``conn`` (whose token restored a Scheduler or Universe capability); the
+    connections it opened to hosts are closed when the block ends (``conn`` is the caller's)."""
     from aos.cli_connect import addresses_of, read_token, tls_options
     from aos.kernel.scheduler.client import SchedulerSession, _restore
 
@@ -389,11 +393,25 @@ async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> An
     session = SchedulerSession(conn, await _restore(conn, token), token, [conn.address, *others],
                                tls=tls_options(args))
     try:
-        result = await _scheduled(args, session)
+        yield session
     finally:
         for host_conn in session._hosts.values():
             host_conn.close()
+
+
+async def run_on_scheduler(args: argparse.Namespace, conn: Any, held: Any) -> Any:
+    """``aos world ...`` when the token restored a Scheduler or Universe capability (cli.py hands over)."""
+    async with scheduler_session(args, conn) as session:
+        result = await _scheduled(args, session)
     return _printed(args, result)
+
+
+async def open_scheduled_world(args: argparse.Namespace, session: Any) -> Any:
+    """The world ``args.world`` (``U/W``, or ``W`` in ``--universe``) through the scheduler, following moves."""
+    from aos.kernel.scheduler.worlds import UniverseWorlds
+
+    universe, world = _universe_of(args, args.world)
+    return await UniverseWorlds(session, universe).open(world)
 
 
 def _printed(args: argparse.Namespace, result: Any) -> Any:

@@ -201,6 +201,11 @@ def main(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
         conn, held = await cli_connect.connect(args)
         with contextlib.closing(conn):
+            if held.info.kind in ("scheduler", "universe"):  # a cluster: the world through its introduction
+                from aos.cli_cluster import open_scheduled_world, scheduler_session
+
+                async with scheduler_session(args, conn) as session:
+                    return await run_governance(args, await open_scheduled_world(args, session))
             world = await (await held.worlds(args)).open(args.world)
             return await run_governance(args, world)
 

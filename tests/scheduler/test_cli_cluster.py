@@ -87,6 +87,9 @@ def test_cluster_up_status_world_commands_and_down(cluster_env: dict[str, str]) 
     summary = aos("status", env=env).stdout
     assert summary.startswith("scheduler leader tcp:") and all(h["hostId"] in summary for h in status["hosts"])
     assert len(json.loads(aos("status", "--json", env=env).stdout)["cluster"]["hosts"]) == 2
+    # governance commands open the world through the scheduler too
+    history = aos("world", "history", "demo/c1", env=env)
+    assert history.stdout.startswith("world c1 runs manifest sha256:")
     for command in (["cas", "put", os.path.join(EXAMPLES, "counter", "manifest.json")], ["journal", "ls"]):
         refused = aos(*command, env=env, check=False)
         assert refused.returncode == 1 and refused.stderr.startswith("aos: InvalidArgument:"), refused.stderr
