@@ -38,8 +38,9 @@ History by reference (what agent sessions send, ``aos.agents.history``)::
 
 A blob is the canonical CBOR of its value, addressed by its hash. The
 adapter checks each inline blob against its ref, stores it in the world's
-CAS (awaited before the receipt, so an ok receipt means they are durable)
-and assembles the request from CAS. Decoded blobs and their ``Message``
+CAS (awaited before the receipt, so an ok receipt means they are durable;
+the kernel's store joins them to the receipt's own journal write) and
+assembles the request from CAS. Decoded blobs and their ``Message``
 objects are cached (``BlobCache``): they are immutable, and a session's
 next request differs from its last only by the newest messages.
 """

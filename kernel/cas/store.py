@@ -59,6 +59,19 @@ class CasStore:
             cas_written(universe, len(data))
         return "sha256:" + digest.hex()
 
+    async def put_with(self, universe: str, data: bytes, ops: list[Op]) -> str:
+        """Like ``put``, but embedded the blob's write joins ``ops`` instead of a commit of its own: it is
+        durable once the caller has committed ``ops`` (an effect's blobs go with its receipt, one sync
+        for both). On shared storage the blob is put now, as ``put`` does: the host's log holds no blobs."""
+        if self._remote is not None:
+            return await self.put(universe, data)
+        digest = hashlib.sha256(data).digest()
+        blob_key = key(universe) + digest
+        if self._store.get("cas", blob_key) is None:
+            ops.append(Op("cas", blob_key, bytes(data)))
+            cas_written(universe, len(data))
+        return "sha256:" + digest.hex()
+
     def get(self, universe: str, address: str) -> bytes:
         """The blob, verified. On shared storage a blob not cached here is fetched (blocking, once)."""
         digest = parse_address(address)

@@ -222,6 +222,10 @@ class WorldDriver:
             raise
         finally:
             self._slots.release()
+        # the effects first: their tasks then run before the tail's watchers this append wakes, so an
+        # adapter's request is on its way while the records go out
+        for intent in intents:
+            self.start_effect(intent)
         self.host.services.journal.finish_append(self.journal_universe, self.world_id, first, count)
         self.last_active = time.monotonic()
         # a snapshot marker (hibernation, `world snapshot`) is no input: `world ls` must not show it as one
@@ -240,8 +244,6 @@ class WorldDriver:
                 item.future.set_exception(WorldError(rejected))
             else:
                 item.future.set_result(-1 if offset == _NOT_JOURNALED else first + offset)
-        for intent in intents:
-            self.start_effect(intent)
 
     def _settled(self, receipt: ReceiptRecord) -> bool:
         """Is the receipt's intent settled (or unknown) by now, in apply order?"""
@@ -277,15 +279,18 @@ class WorldDriver:
         return dict(self._effect_started)
 
     async def _run_effect(self, intent: EffectIntentRecord) -> None:
+        with_receipt: list[Op] = []  # writes the adapter made that must be durable with its receipt
         try:
-            receipt = await self.host.dispatcher.start(self, intent)
+            receipt = await self.host.dispatcher.start(self, intent, with_receipt)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an adapter bug becomes an error receipt, not a stuck world
             log.exception("event=adapter_failed world=%s effect=%s", self.world_id, intent.effect)
             receipt = Receipt.fail("adapter_failed", f"{type(exc).__name__} in the {intent.effect} adapter")
         if receipt is not None:
-            await self.deliver_receipt(intent.intent_hash, receipt)
+            await self.deliver_receipt(intent.intent_hash, receipt, with_receipt)
+        elif with_receipt:
+            await self.host.services.committer.commit(with_receipt)
 
     async def cancel_effects(self) -> None:
         """Stop every running adapter without settling its intent (a hand-over: the intents stay open and

@@ -33,6 +33,7 @@ from aos.kernel.world.records import EffectIntentRecord
 if TYPE_CHECKING:
     from aos.kernel.host.driver import WorldDriver
     from aos.kernel.services import KernelServices
+    from aos.kernel.store import Op
 
 log = logging.getLogger("aos.kernel.effects")
 # effect families that act on the kernel's own worlds and stores (kernel/host/system_effects.py)
@@ -136,8 +137,12 @@ class EffectDispatcher:
     def is_deferred(self, intent: EffectIntentRecord) -> bool:
         return effect_kind(intent.effect) == "timer.set"
 
-    async def start(self, driver: WorldDriver, intent: EffectIntentRecord) -> Receipt | None:
-        """Carry out one intent. ``None`` means the receipt will arrive later by mail."""
+    async def start(self, driver: WorldDriver, intent: EffectIntentRecord,
+                    with_receipt: list[Op] | None = None) -> Receipt | None:
+        """Carry out one intent. ``None`` means the receipt will arrive later by mail.
+
+        Writes that need only be durable by the time the receipt is may go into ``with_receipt``, which
+        the driver commits in the receipt's own journal write (an ``llm.generate``'s history blobs)."""
         builtin = builtin_effect(intent.effect)
         if builtin is None:
             return Receipt.fail("no_adapter", f"this kernel has no adapter for {intent.effect}")
@@ -157,7 +162,7 @@ class EffectDispatcher:
         if kind == "portal.send":
             return await self._portal_send(driver, intent, params, grant.params)
         if kind == "llm.generate":
-            return await self._llm(driver, intent, params)
+            return await self._llm(driver, intent, params, with_receipt)
         if kind == "effect.cancel":
             return await self._cancel(driver, intent, params)
         if kind.startswith("browser."):
@@ -202,16 +207,21 @@ class EffectDispatcher:
         except AosError as exc:
             return Receipt.fail(exc.code, str(exc))
 
-    async def _llm(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any]) -> Receipt:
+    async def _llm(self, driver: WorldDriver, intent: EffectIntentRecord, params: Mapping[str, Any],
+                   with_receipt: list[Op] | None) -> Receipt:
         from aos.adapters.llm.effect import BlobCache, LlmGenerateAdapter
 
         universe = driver.universe
+        cas = self.services.cas
 
         def blob_get(address: str) -> bytes:
-            return self.services.cas.get(universe, address)
+            return cas.get(universe, address)
 
         async def blob_put(data: bytes) -> str:
-            return await self.services.cas.put(universe, data)
+            # the receipt says the history blobs are stored: committed with it, they cost no sync of their own
+            if with_receipt is None:
+                return await cas.put(universe, data)
+            return await cas.put_with(universe, data, with_receipt)
 
         # a session's history by reference: decoded blobs shared by every call on this kernel
         cache: BlobCache | None = getattr(self, "_llm_blobs", None)

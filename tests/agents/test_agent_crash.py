@@ -113,6 +113,18 @@ async def _journal(kernel: KernelProcess) -> list[Any]:
         return [decode_record(raw) for raw in records]
 
 
+async def _missing_history_blobs(kernel: KernelProcess, records: list[Any]) -> list[str]:
+    """The history blobs that LLM intents with an ok receipt carried inline but the CAS lacks
+    (they are stored in the receipt's own journal write, so they must survive a kill with it)."""
+    ok = {r.intent_hash for r in records if isinstance(r, ReceiptRecord) and r.status == "ok"}
+    refs = [ref for r in records if isinstance(r, EffectIntentRecord) and r.effect == LLM_EFFECT
+            and r.intent_hash in ok for ref in (r.params.get("blobs") or {})]
+    assert refs, "no LLM intent carried history blobs"
+    async with await Connection.open(kernel.address) as conn:
+        cas = await (await conn.restore_kernel(kernel.admin_token)).cas(UNIVERSE)
+        return [ref for ref in refs if not await cas.has(ref)]
+
+
 def _ended(records: list[Any]) -> str | None:
     return next((e.kind for e in transcript(records, "main") if e.kind in ENDS), None)
 
@@ -182,6 +194,7 @@ def test_kill_mid_session_resumes_without_repeating_tool_calls(repo):
             model.release.set()  # the held reply goes to a dead socket
             requests_at_kill = len(crash.twin.requests)
             records = crash.restart_and_finish()
+            assert run_client(_missing_history_blobs(crash.kernel, records)) == []
         finally:
             crash.close()
 
