@@ -247,14 +247,8 @@ async def run(args: argparse.Namespace) -> int:
         log.info("event=stopped")
 
 
-SWITCH_INTERVAL = 0.001
-
-
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    # a synced commit returns on the writer thread while the loop thread runs Python; at the default 5 ms
-    # switch interval the writer can wait that long for the GIL, and every durable answer with it
-    sys.setswitchinterval(SWITCH_INTERVAL)
     kernel_log.configure(args.log_level)
     try:
         code = asyncio.run(capnp.run(run(args)))

@@ -80,7 +80,8 @@ class KernelStore:
             it.next()
 
     def write(self, ops: list[Op]) -> None:
-        """Write ops atomically and durably (blocking; call from the writer thread)."""
+        """Write ops atomically and durably (blocking: the committer's writer thread, or its loop thread
+        for a lone caller's turn)."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         handles = self._handles
         for op in ops:
@@ -106,6 +107,7 @@ class KernelStore:
 
 T = TypeVar("T")
 LINGER_GAP = 0.002  # a lingering turn stops waiting when no write arrived for this long
+LONE_TURNS = 2  # after this many one-caller turns in a row, the next lone one is written on the loop thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,16 @@ class GroupCommitter:
     turn is a billed request. The wait ends as soon as they are all back, or
     when nothing arrived for ``LINGER_GAP``, so a lone caller never waits and
     callers that do not come back cost at most that gap.
+
+    A caller alone (one world's agent session, say) waits on a chain of
+    sequential commits, each a hand-off to the writer thread and back around
+    a sync of a few hundred microseconds. When the last ``LONE_TURNS`` turns
+    each had one caller and nothing else is queued, the turn is written on
+    the loop thread instead: the loop has nothing else to do meanwhile, and
+    the caller gets its answer without the two hand-offs (an agent turn,
+    ~4 commits in a row, came 3-5% faster, interleaved A/B). The first turn
+    with a second caller goes back to the thread, so a busy kernel keeps
+    accepting work while a turn syncs.
     """
 
     def __init__(self, store: KernelStore, on_fatal: Callable[[BaseException], None] | None = None,
@@ -141,6 +153,8 @@ class GroupCommitter:
         self._queue: list[tuple[list[Op] | _Job, asyncio.Future[Any]]] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aos-commit")
+        self._inline = writer is None  # a remote writer's turn is a network request: always on the thread
+        self._lone = 0  # turns in a row that had one caller
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self._on_fatal = on_fatal
@@ -218,8 +232,13 @@ class GroupCommitter:
                     later: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         ops = [op for batch, _ in turn for op in batch]
         started = time.perf_counter()
+        inline = self._inline and len(turn) == 1 and not later and not self._queue and self._lone >= LONE_TURNS
+        self._lone = self._lone + 1 if len(turn) == 1 else 0
         try:
-            await loop.run_in_executor(self._thread, self._write, ops)
+            if inline:
+                self._write(ops)
+            else:
+                await loop.run_in_executor(self._thread, self._write, ops)
         except BaseException as exc:
             # A failed synced write leaves us unsure what is on disk, so no
             # caller may be told "durable" again: fail everything, stop.

@@ -222,10 +222,6 @@ class WorldDriver:
             raise
         finally:
             self._slots.release()
-        # the effects first: their tasks then run before the tail's watchers this append wakes, so an
-        # adapter's request is on its way while the records go out
-        for intent in intents:
-            self.start_effect(intent)
         self.host.services.journal.finish_append(self.journal_universe, self.world_id, first, count)
         self.last_active = time.monotonic()
         # a snapshot marker (hibernation, `world snapshot`) is no input: `world ls` must not show it as one
@@ -244,6 +240,8 @@ class WorldDriver:
                 item.future.set_exception(WorldError(rejected))
             else:
                 item.future.set_result(-1 if offset == _NOT_JOURNALED else first + offset)
+        for intent in intents:
+            self.start_effect(intent)
 
     def _settled(self, receipt: ReceiptRecord) -> bool:
         """Is the receipt's intent settled (or unknown) by now, in apply order?"""
