@@ -408,3 +408,11 @@ def test_long_session_turns(benchmark: Any, figures: Figures) -> None:
                    "ms/turn", baseline="agent.long.plain.last", paired=last["plain"], benchmark=benchmark)
     figures.record("agent.long.kernel.growth", "long session, kernel last / first 20 turns",
                    last["kernel"] / first["kernel"], "x", note="1.0 = flat", benchmark=benchmark)
+    # the plain loop's turns grow with the history too (bigger requests until a compaction), so the
+    # kernel's own cost is what it adds to the plain turn run beside it: flat means the same at both ends
+    added = [k - p for k, p in zip(ms["kernel"], ms["plain"])]
+    figures.record("agent.long.kernel.added.first", f"long session, kernel time added to the plain turn, "
+                   f"first {EDGE} turns", statistics.median(added[:EDGE]), "ms/turn", benchmark=benchmark)
+    figures.record("agent.long.kernel.added.last", f"long session, kernel time added to the plain turn, "
+                   f"last {EDGE} turns", statistics.median(added[-EDGE:]), "ms/turn", note="flat: as the first",
+                   benchmark=benchmark)
