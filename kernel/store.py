@@ -108,6 +108,7 @@ class KernelStore:
 T = TypeVar("T")
 LINGER_GAP = 0.002  # a lingering turn stops waiting when no write arrived for this long
 LONE_TURNS = 2  # after this many one-caller turns in a row, the next lone one is written on the loop thread
+INLINE_MAX_BYTES = 256 << 10  # a bigger turn (a large blob) syncs on the writer thread, the loop free meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +141,8 @@ class GroupCommitter:
     the loop thread instead: the loop has nothing else to do meanwhile, and
     the caller gets its answer without the two hand-offs (an agent turn,
     ~4 commits in a row, came 3-5% faster, interleaved A/B). The first turn
-    with a second caller goes back to the thread, so a busy kernel keeps
-    accepting work while a turn syncs.
+    with a second caller, or of more than ``INLINE_MAX_BYTES``, goes back to
+    the thread, so a busy kernel keeps accepting work while a turn syncs.
     """
 
     def __init__(self, store: KernelStore, on_fatal: Callable[[BaseException], None] | None = None,
@@ -232,7 +233,8 @@ class GroupCommitter:
                     later: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         ops = [op for batch, _ in turn for op in batch]
         started = time.perf_counter()
-        inline = self._inline and len(turn) == 1 and not later and not self._queue and self._lone >= LONE_TURNS
+        inline = (self._inline and len(turn) == 1 and not later and not self._queue and self._lone >= LONE_TURNS
+                  and sum(len(op.value) for op in ops if op.value is not None) <= INLINE_MAX_BYTES)
         self._lone = self._lone + 1 if len(turn) == 1 else 0
         try:
             if inline:
