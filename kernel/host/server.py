@@ -41,13 +41,18 @@ def world_info(status: WorldStatus) -> dict[str, Any]:
     }
 
 
-def record_json(seq: int, raw: bytes) -> str:
-    """A journal record as JSON, with its journal position under ``"at"`` (some
-    records have a ``seq`` field of their own: the world's input counter)."""
-    # the decoded value is the record's {kind, ...fields}; JSON sorts the keys (so no record object)
+def record_value(raw: bytes) -> dict[str, Any]:
+    """A journal record's value, ``{kind, ...fields}`` (JSON sorts the keys, so no record object is built)."""
     value = cbor.decode(raw)
     if not isinstance(value, dict) or "kind" not in value:
         value = decode_record(raw).to_value()  # raises the RecordError that says what is wrong
+    return value
+
+
+def record_json(seq: int, raw: bytes) -> str:
+    """A journal record as JSON, with its journal position under ``"at"`` (some
+    records have a ``seq`` field of their own: the world's input counter)."""
+    value = record_value(raw)
     value["at"] = seq
     return jsonvalue.dumps(value)
 
@@ -345,25 +350,28 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool 
     try:
         while True:
             cap.grant.check()
-            # records first: a frame belongs to an effect whose intent is already durable,
-            # so sending what is committed before the queued frames keeps their order
             arrived = journal.committed.wait(world_key)
             records, _ = journal.read(universe, world_id, seq, 256)
-            jsons = [record_json(seq + i, raw) for i, raw in enumerate(records)]
-            if batches is None and len(jsons) > 1:
-                batches = await _takes_batches(watcher, seq, jsons)
-                if batches:
-                    seq, jsons = seq + len(jsons), []
-            # pushed without waiting for each answer (Cap'n Proto delivers calls on one capability in
-            # order; the client's watcher runs them in that order): one round trip per batch, not per record
-            if batches and len(jsons) > 1:
-                pushes = [watcher.records(seq, jsons)]
-            else:
-                pushes = [watcher.record(seq + i, text) for i, text in enumerate(jsons)]
-            seq += len(jsons)
+            queued = []  # every frame published so far: each effect's come before the receipt read now
             while not frames.empty():
-                intent_hash, frame = frames.get_nowait()
-                pushes.append(watcher.frame(intent_hash, jsonvalue.dumps(frame)))
+                queued.append(frames.get_nowait())
+            pushes = []
+            for item in _in_order(seq, records, queued):
+                if isinstance(item[0], str):  # a frame
+                    pushes.append(watcher.frame(item[0], item[1]))
+                    continue
+                first, jsons = item
+                if batches is None and len(jsons) > 1:
+                    batches = await _takes_batches(watcher, first, jsons)
+                    if batches:
+                        continue
+                # pushed without waiting for each answer (Cap'n Proto delivers calls on one capability in
+                # order; the client's watcher runs them in that order): one round trip per run, not per record
+                if batches and len(jsons) > 1:
+                    pushes.append(watcher.records(first, jsons))
+                else:
+                    pushes.extend(watcher.record(first + i, text) for i, text in enumerate(jsons))
+            seq += len(records)
             for push in pushes:
                 await push
             if not records:
@@ -376,6 +384,36 @@ async def _watch(cap: WorldImpl, from_seq: int, watcher: Any, with_frames: bool 
                     frame_wait.cancel()
     finally:
         unsubscribe()
+
+
+def _in_order(seq: int, records: list[bytes], queued: list[tuple[str, Any]]
+              ) -> list[tuple[int, list[str]] | tuple[str, str]]:
+    """Records from ``seq`` as runs of JSON texts, ``(first seq, texts)``, with the queued frames as
+    ``(intent hash, text)`` between them: an effect's frames go just before the receipt that settles it,
+    the others after the records (their intents were durable before the effect ran, so they are among
+    these records or earlier). A watcher sees intent, frames, receipt, as they happened."""
+    waiting: dict[str, list[int]] = {}
+    for i, (intent_hash, _) in enumerate(queued):
+        waiting.setdefault(intent_hash, []).append(i)
+    sent: set[int] = set()
+    out: list[tuple[int, list[str]] | tuple[str, str]] = []
+    run: list[str] = []
+    for i, raw in enumerate(records):
+        value = record_value(raw)
+        settles = value.get("intent_hash") if value.get("kind") == "receipt" else None
+        if settles in waiting:
+            if run:
+                out.append((seq + i - len(run), run))
+                run = []
+            for at in waiting.pop(settles):
+                out.append((settles, jsonvalue.dumps(queued[at][1])))
+                sent.add(at)
+        value["at"] = seq + i
+        run.append(jsonvalue.dumps(value))
+    if run:
+        out.append((seq + len(records) - len(run), run))
+    out.extend((h, jsonvalue.dumps(frame)) for at, (h, frame) in enumerate(queued) if at not in sent)
+    return out
 
 
 async def _takes_batches(watcher: Any, seq: int, jsons: list[str]) -> bool:

@@ -169,3 +169,48 @@ def test_a_call_streams_only_while_someone_watches_the_worlds_frames(llm_kernel,
 
 async def _ignore(*_):
     return None
+
+
+def test_a_watcher_gets_an_effects_frames_between_its_intent_and_its_receipt(llm_kernel, twin):
+    """Each streamed delta reaches a watcher after the intent it belongs to and before the receipt that
+    settles it, however fast the receipt is committed (a client showing streamed text drops what comes
+    after the receipt, as settled)."""
+    rounds = 6
+    chunks = [f"piece{i} " for i in range(12)]
+    twin.script(*[ModelTurn(text="".join(chunks), chunks=chunks) for _ in range(rounds)])
+    params = {"provider": "openai", "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    effects = {"effects": [{"effect": "sys/llm.generate@1", "params": params}]}
+
+    async def main():
+        async with await Connection.open(llm_kernel.address) as conn:
+            admin = await conn.restore_kernel(llm_kernel.admin_token)
+            world, _ = await (await admin.worlds("u")).create(manifest(), {}, "ordered")
+            seen = []
+
+            async def on_record(seq, value):
+                if value.get("kind") in ("effect_intent", "receipt"):
+                    seen.append((value["kind"], value["intent_hash"]))
+
+            async def on_frame(intent_hash, frame):
+                if isinstance(frame, dict) and frame.get("type") == "text_delta":
+                    seen.append(("frame", intent_hash))
+
+            watching = await world.tail(0, on_record, on_frame)
+            for i in range(rounds):
+                await world.send(SCRIPT, effects)
+                await wait_for_state(world, WORKFLOW, lambda s, n=i + 1: len(s["receipts"]) == n)
+
+            async def all_receipts():
+                return sum(1 for kind, _ in seen if kind == "receipt") == rounds
+
+            await wait_for(all_receipts)
+            await watching.cancel()
+            return seen
+
+    seen = run(main())
+    intents = [h for kind, h in seen if kind == "effect_intent"]
+    assert len(intents) == rounds
+    for h in intents:
+        order = [kind for kind, hh in seen if hh == h]
+        assert order[0] == "effect_intent" and order[-1] == "receipt", order
+        assert order.count("frame") == len(chunks), order
