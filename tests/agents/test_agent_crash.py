@@ -215,8 +215,12 @@ def _kill_during_step3(repo, data: str) -> tuple[Crash, int]:
     async def started() -> bool:
         return "step-3-begin" in lines(repo / "calls.log") and pid_file.exists() and bool(pid_file.read_text().strip())
 
-    run_client(wait_for(started, timeout=60))
-    pid = int(pid_file.read_text())
+    try:
+        run_client(wait_for(started, timeout=60))
+        pid = int(pid_file.read_text())
+    except BaseException:
+        crash.close()  # the caller's cleanup never gets this crash: a failed start must not leak its kernel
+        raise
     crash.kernel.kill()
     return crash, pid
 
